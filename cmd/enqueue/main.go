@@ -1,0 +1,251 @@
+// Command enqueue puts tasks for the worker into Redis and reports on them.
+// It prints JSON on stdout; exit status 0 means done, 2 bad input (the field
+// is named on stderr), 1 an infrastructure failure such as Redis being down.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+const usage = `enqueue: put SMS and call tasks for twilio-worker into Redis, and look at them.
+
+Usage:
+  enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
+              [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing]
+  enqueue status TASK_ID
+
+Examples:
+  enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
+  enqueue sms --to +14155551234 --body "Order 42 shipped" --id order-42-shipped   # safe to repeat
+  enqueue status order-42-shipped
+
+Environment:
+  REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
+  MAX_SEGMENTS    longest body in SMS segments (default 10)
+  DEFAULT_REGION  region for national numbers such as (415) 555-1234, e.g. US (default: refuse them)
+  RESULT_TTL      how long a task's result is kept (default 24h)
+
+Output is JSON on stdout. Exit status: 0 ok, 2 bad input (the field is named on
+stderr, nothing is queued), 1 infrastructure failure (Redis unreachable, …).
+`
+
+// exit codes
+const (
+	exitOK    = 0
+	exitInfra = 1
+	exitInput = 2
+)
+
+// inputError is bad input: exit 2.
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
+func badInput(format string, args ...any) error { return inputError{fmt.Errorf(format, args...)} }
+
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], env{os.Getenv, os.Stdout, os.Stderr, os.Stdin}))
+}
+
+func run(args []string, e env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(e.stderr, usage)
+		if len(args) == 0 {
+			return exitInput
+		}
+		return exitOK
+	}
+	var err error
+	switch args[0] {
+	case "sms":
+		err = cmdSMS(args[1:], e)
+	case "status":
+		err = cmdStatus(args[1:], e)
+	default:
+		err = badInput("unknown command %q; run enqueue --help", args[0])
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case isInput(err):
+		fmt.Fprintf(e.stderr, "enqueue: %v\n", err)
+		return exitInput
+	default:
+		fmt.Fprintf(e.stderr, "enqueue: %v\n", err)
+		return exitInfra
+	}
+}
+
+func isInput(err error) bool {
+	var ie inputError
+	var fe *tasks.FieldError
+	return errors.As(err, &ie) || errors.As(err, &fe)
+}
+
+func newFlags(name string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses flags; a flag error is bad input.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return inputError{err}
+	}
+	return nil
+}
+
+func rules(e env) (tasks.Rules, error) {
+	r := tasks.Rules{DefaultRegion: strings.ToUpper(strings.TrimSpace(e.getenv("DEFAULT_REGION")))}
+	if v := strings.TrimSpace(e.getenv("MAX_SEGMENTS")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return r, badInput("MAX_SEGMENTS: must be a whole number from 1 to 100")
+		}
+		r.MaxSegments = n
+	}
+	if v := strings.TrimSpace(e.getenv("RESULT_TTL")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return r, badInput("RESULT_TTL: must be a positive duration such as 24h")
+		}
+		r.ResultTTL = d
+	}
+	return r.WithDefaults(), nil
+}
+
+func redisClient(e env) (redis.UniversalClient, error) {
+	u := strings.TrimSpace(e.getenv("REDIS_URL"))
+	if u == "" {
+		u = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		return nil, badInput("REDIS_URL: must be a redis://, rediss:// or redis-sentinel:// URL")
+	}
+	return opt.MakeRedisClient().(redis.UniversalClient), nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+type enqueued struct {
+	TaskID   string `json:"taskId"`
+	Queue    string `json:"queue"`
+	To       string `json:"to,omitempty"`
+	Existing bool   `json:"existing,omitempty"` // --id named a task that was already queued
+}
+
+func cmdSMS(args []string, e env) error {
+	fs := newFlags("sms", e)
+	var p tasks.SMSPayload
+	var queue, id string
+	fs.StringVar(&p.To, "to", "", "recipient, E.164 or +CC with spaces/dashes/parentheses (required)")
+	fs.StringVar(&p.Body, "body", "", "message text (required)")
+	fs.StringVar(&p.From, "from", "", "sender number or alphanumeric ID (default: the worker's)")
+	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical (2FA codes, alerts), default or bulk")
+	fs.StringVar(&id, "id", "", "task id; enqueueing the same id again returns the existing task")
+	fs.StringVar(&p.ValidFor, "valid-for", "", "drop the message if not sent within this long, e.g. 10m")
+	fs.StringVar(&p.Class, "class", "", "transactional (default), alert or marketing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return badInput("unexpected argument %q (quote a body with spaces)", fs.Arg(0))
+	}
+	if p.To == "" {
+		return badInput("to: is required (--to)")
+	}
+	if !tasks.ValidQueue(queue) {
+		return badInput("queue: must be critical, default or bulk")
+	}
+	r, err := rules(e)
+	if err != nil {
+		return err
+	}
+	opts := []asynq.Option{asynq.Queue(queue)}
+	if id != "" {
+		opts = append(opts, asynq.TaskID(id))
+	}
+	task, err := tasks.NewSendSMSTask(p, r, opts...)
+	if err != nil {
+		return err
+	}
+	var norm tasks.SMSPayload
+	_ = json.Unmarshal(task.Payload(), &norm)
+
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
+		if ferr != nil {
+			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
+		}
+		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: norm.To})
+}
+
+func cmdStatus(args []string, e env) error {
+	fs := newFlags("status", e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return badInput("status takes one TASK_ID")
+	}
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	info, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), fs.Arg(0))
+	if errors.Is(err, tasks.ErrTaskNotFound) {
+		return inputError{err}
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, tasks.StatusOf(info))
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// Defaults of the worker's configuration (DESIGN.md).
+const (
+	RedisURLDefault      = "redis://127.0.0.1:6379/0"
+	HTTPAddrDefault      = "127.0.0.1:8080"
+	ConcurrencyDefault   = 50
+	SenderRateDefault    = "1/s"
+	RecipientRateDefault = "10/m"
+	CallRateDefault      = "1/s"
+	QuietHoursDefault    = "21:00-08:00"
+	// PollIntervalDefault is how often an idle worker asks Redis for work: the
+	// floor of a 2FA code's pick-up latency (asynq's own default is 1 s).
+	PollIntervalDefault = 20 * time.Millisecond
+	// ShutdownTimeoutDefault is how long running tasks get to finish on
+	// SIGTERM before they are re-queued.
+	ShutdownTimeoutDefault = 10 * time.Second
+)
+
+// variable is one setting: an environment variable and its kebab-case flag.
+type variable struct {
+	name, def, help string
+}
+
+var variables = []variable{
+	{"REDIS_URL", "", "Redis: redis://, rediss:// or redis-sentinel:// URL (default " + RedisURLDefault + "; when unset and nothing answers there, an embedded in-memory Redis is started)"},
+	{twilioapi.EnvAccountSID, "", "Twilio account SID (unset: the built-in simulator is used and nothing real is sent)"},
+	{twilioapi.EnvAuthToken, "", "Twilio auth token"},
+	{twilioapi.EnvAPIKey, "", "Twilio API key SID (SK…), instead of the auth token"},
+	{twilioapi.EnvAPISecret, "", "Twilio API key secret"},
+	{twilioapi.EnvPhoneNumber, "", "default sender, E.164"},
+	{twilioapi.EnvMessagingServiceSID, "", "send through this Messaging Service (MG…) instead of one From"},
+	{twilioapi.EnvConfigFile, "", "path to the agent hub's {\"apiKeys\":{…}} JSON file"},
+	{twilioapi.EnvAPIURL, "", "Twilio base URL override, e.g. http://127.0.0.1:8089 for twiliosim"},
+	{"HTTP_ADDR", HTTPAddrDefault, "address of the worker's HTTP server"},
+	{"API_TOKEN", "", "bearer token for /v1/* (required when HTTP_ADDR is not loopback)"},
+	{"PUBLIC_URL", "", "base URL Twilio can reach; enables status callbacks and signature checks"},
+	{"CONCURRENCY", strconv.Itoa(ConcurrencyDefault), "handler slots per worker"},
+	{"SENDER_RATE", SenderRateDefault, "segments per second per sender, e.g. 1/s or 30/m:5"},
+	{"SENDER_RATES", "", "per-sender overrides: +18005550100=3/s,+12025550123=100/s"},
+	{"RECIPIENT_RATE", RecipientRateDefault, "messages per recipient"},
+	{"CALL_RATE", CallRateDefault, "outbound calls per account"},
+	{"MAX_SEGMENTS", strconv.Itoa(tasks.MaxSegmentsDefault), "longer bodies are refused"},
+	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM)"},
+	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
+	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
+	{"POLL_INTERVAL", PollIntervalDefault.String(), "how often an idle worker checks for new tasks"},
+	{"SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault.String(), "grace period for running tasks on SIGTERM"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "text", "text or json"},
+}
+
+// Config is the worker's validated configuration.
+type Config struct {
+	RedisURL        string
+	RedisURLSet     bool // REDIS_URL given: never fall back to an embedded Redis
+	Twilio          twilioapi.Config
+	HTTPAddr        string
+	APIToken        twilioapi.Secret
+	PublicURL       string
+	Concurrency     int
+	SenderRate      ratelimit.Rate
+	SenderRates     map[string]ratelimit.Rate
+	RecipientRate   ratelimit.Rate
+	CallRate        ratelimit.Rate
+	QuietHours      string
+	Rules           tasks.Rules
+	PollInterval    time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// flagName turns REDIS_URL into redis-url.
+func flagName(v string) string { return strings.ToLower(strings.ReplaceAll(v, "_", "-")) }
+
+// loadConfig reads the environment (through getenv) and the flags in args;
+// a flag wins over its variable. Every problem is reported, each naming its
+// variable.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "worker: delivers sms:send and call:make tasks from Redis through Twilio.\n\n"+
+			"Every setting is an environment variable and a flag of the same name in kebab-case\n"+
+			"(REDIS_URL is --redis-url); a flag wins. With no Twilio credentials the worker runs\n"+
+			"in local mode against its built-in simulator.\n\n")
+		fs.PrintDefaults()
+	}
+	values := map[string]*string{}
+	for _, v := range variables {
+		val := v.def
+		if env := getenv(v.name); env != "" {
+			val = env
+		}
+		values[v.name] = fs.String(flagName(v.name), val, v.help+" ($"+v.name+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q; settings are flags such as --redis-url", fs.Arg(0))
+	}
+	get := func(name string) string { return strings.TrimSpace(*values[name]) }
+	env := func(name string) string { return get(name) }
+
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+	}
+	c := Config{RedisURL: get("REDIS_URL"), HTTPAddr: get("HTTP_ADDR"), APIToken: twilioapi.Secret(get("API_TOKEN")),
+		PublicURL: strings.TrimRight(get("PUBLIC_URL"), "/"), QuietHours: get("QUIET_HOURS"),
+		LogLevel: strings.ToLower(get("LOG_LEVEL")), LogFormat: strings.ToLower(get("LOG_FORMAT"))}
+
+	c.RedisURLSet = c.RedisURL != ""
+	if !c.RedisURLSet {
+		c.RedisURL = RedisURLDefault
+	}
+	if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+		bad("REDIS_URL", "must be a redis://, rediss:// or redis-sentinel:// URL")
+	}
+
+	tw, err := twilioapi.ConfigFromEnv(env)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Twilio = tw
+	if tw.HasCredentials() {
+		if err := tw.WithDefaults().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if tw.PhoneNumber != "" {
+		n, err := phone.Parse(tw.PhoneNumber, get("DEFAULT_REGION"))
+		if err != nil {
+			bad(twilioapi.EnvPhoneNumber, "%v", err)
+		}
+		c.Twilio.PhoneNumber = n.String()
+	}
+
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("HTTP_ADDR", "must be host:port, e.g. 127.0.0.1:8080")
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("PUBLIC_URL", "must be an http or https URL")
+		}
+	}
+	if c.Concurrency, err = strconv.Atoi(get("CONCURRENCY")); err != nil || c.Concurrency < 1 || c.Concurrency > 10000 {
+		bad("CONCURRENCY", "must be a whole number from 1 to 10000")
+	}
+	rate := func(name string) ratelimit.Rate {
+		r, err := ratelimit.ParseRate(get(name))
+		if err != nil {
+			bad(name, "%v", err)
+		}
+		return r
+	}
+	c.SenderRate, c.RecipientRate, c.CallRate = rate("SENDER_RATE"), rate("RECIPIENT_RATE"), rate("CALL_RATE")
+	c.SenderRates, err = ratelimit.ParseRates(get("SENDER_RATES"), func(s string) (string, error) {
+		n, err := phone.Parse(s, get("DEFAULT_REGION"))
+		return n.String(), err
+	})
+	if err != nil {
+		bad("SENDER_RATES", "%v", err)
+	}
+	maxSeg, err := strconv.Atoi(get("MAX_SEGMENTS"))
+	if err != nil || maxSeg < 1 || maxSeg > 100 {
+		bad("MAX_SEGMENTS", "must be a whole number from 1 to 100")
+	}
+	if !quietHoursPattern.MatchString(c.QuietHours) {
+		bad("QUIET_HOURS", "must be HH:MM-HH:MM, e.g. 21:00-08:00")
+	}
+	ttl, err := time.ParseDuration(get("RESULT_TTL"))
+	if err != nil || ttl <= 0 {
+		bad("RESULT_TTL", "must be a positive duration such as 24h")
+	}
+	region := strings.ToUpper(get("DEFAULT_REGION"))
+	if region != "" && !regexp.MustCompile(`^[A-Z]{2}$`).MatchString(region) {
+		bad("DEFAULT_REGION", "must be a two-letter ISO region such as US")
+	}
+	c.Rules = tasks.Rules{MaxSegments: maxSeg, DefaultRegion: region, ResultTTL: ttl}
+	if c.PollInterval, err = time.ParseDuration(get("POLL_INTERVAL")); err != nil || c.PollInterval < time.Millisecond || c.PollInterval > 10*time.Second {
+		bad("POLL_INTERVAL", "must be a duration from 1ms to 10s")
+	}
+	if c.ShutdownTimeout, err = time.ParseDuration(get("SHUTDOWN_TIMEOUT")); err != nil || c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT", "must be a positive duration such as 10s")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "must be text or json")
+	}
+	return c, errors.Join(errs...)
+}
+
+var quietHoursPattern = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)

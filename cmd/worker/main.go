@@ -1,0 +1,251 @@
+// Command worker delivers sms:send tasks from Redis through Twilio (see
+// DESIGN.md). With no Twilio credentials it runs in local mode against the
+// built-in simulator; with REDIS_URL unset and no Redis answering, it starts
+// an embedded in-memory Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/twiliosim"
+)
+
+// Local mode's fixed points: where the built-in simulator listens and the
+// sender it uses when TWILIO_PHONE_NUMBER is unset.
+const (
+	LocalSimAddr = "127.0.0.1:8089"
+	LocalFrom    = "+15005550006"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean shutdown, 2 for bad
+// configuration, 1 for anything else.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: configuration:\n%v\n", indent(err))
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("worker stopped", "err", err)
+		return 1
+	}
+	log.Info("worker stopped")
+	return 0
+}
+
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rdb, closeRedis, err := connectRedis(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	twCfg := cfg.Twilio
+	if !twCfg.HasCredentials() {
+		sim, simURL, err := startLocalSimulator(log)
+		if err != nil {
+			return err
+		}
+		defer sim.Close()
+		twCfg.AccountSID, twCfg.AuthToken = twiliosim.AccountSIDDefault, twilioapi.Secret(twiliosim.AuthTokenDefault)
+		twCfg.BaseURL = simURL
+		if twCfg.PhoneNumber == "" && twCfg.MessagingServiceSID == "" {
+			twCfg.PhoneNumber = LocalFrom
+		}
+	}
+	twCfg.Observe = m.ObserveTwilio
+	tw, err := twilioapi.New(twCfg)
+	if err != nil {
+		return err
+	}
+	var statusCallback string
+	if cfg.PublicURL != "" {
+		statusCallback = cfg.PublicURL + "/twilio/status"
+	}
+
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
+		Messenger: tw, OptOuts: optout.NewStore(rdb), Rules: cfg.Rules,
+		StatusCallback: statusCallback, Logger: log, Metrics: m,
+	})
+
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   tasks.Queues,
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
+		RetryDelayFunc:           tasks.RetryDelay,
+		IsFailure:                tasks.IsFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{log.With("component", "asynq")},
+		LogLevel:                 asynqLevel(cfg.LogLevel),
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				log.Warn("redis health check failed", "err", err)
+			}
+		},
+	})
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start task server: %w", err)
+	}
+	httpSrv, err := startHTTP(cfg.HTTPAddr, reg, log)
+	if err != nil {
+		srv.Shutdown()
+		return err
+	}
+	log.Info("worker started", "concurrency", cfg.Concurrency, "queues", tasks.Queues,
+		"http", "http://"+cfg.HTTPAddr, "twilio", tw.String())
+
+	<-ctx.Done()
+	log.Info("shutting down: finishing running tasks, re-queueing the rest", "grace", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	srv.Shutdown()
+	return nil
+}
+
+func startHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// connectRedis connects to REDIS_URL. When REDIS_URL is unset and nothing
+// answers at the default address, it starts an embedded in-memory Redis there.
+func connectRedis(ctx context.Context, cfg Config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err = rdb.Ping(pingCtx).Err()
+	cancel()
+	if err == nil {
+		return rdb, func() { _ = rdb.Close() }, nil
+	}
+	_ = rdb.Close()
+	if cfg.RedisURLSet {
+		return nil, nil, fmt.Errorf("REDIS_URL: no Redis answers: %w", err)
+	}
+	mr, err := startEmbeddedRedis(opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("no Redis at %s and the embedded one could not start: %w", RedisURLDefault, err)
+	}
+	log.Warn("LOCAL MODE: no Redis answered, so an embedded in-memory Redis is running at "+mr.Addr()+
+		"; its data is lost when the worker exits. Set REDIS_URL for a real one.", "addr", mr.Addr())
+	rdb = opt.MakeRedisClient().(redis.UniversalClient)
+	return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
+}
+
+// startEmbeddedRedis starts miniredis at the address REDIS_URL defaults to,
+// and lets its clock follow real time (miniredis TTLs only move on
+// FastForward; asynq's leases and results depend on them).
+func startEmbeddedRedis(opt asynq.RedisConnOpt) (*miniredis.Miniredis, error) {
+	addr := "127.0.0.1:6379"
+	if o, ok := opt.(asynq.RedisClientOpt); ok {
+		addr = o.Addr
+	}
+	mr := miniredis.NewMiniRedis()
+	if err := mr.StartAddr(addr); err != nil {
+		return nil, err
+	}
+	go func() {
+		const tick = 100 * time.Millisecond
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		last := time.Now()
+		for now := range t.C {
+			if mr.Addr() == "" {
+				return
+			}
+			mr.SetTime(now)
+			mr.FastForward(now.Sub(last))
+			last = now
+		}
+	}()
+	return mr, nil
+}
+
+// startLocalSimulator serves the built-in Twilio simulator on LocalSimAddr
+// (or a free port when that is taken).
+func startLocalSimulator(log *slog.Logger) (*localSim, string, error) {
+	ln, err := net.Listen("tcp", LocalSimAddr)
+	if err != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, "", fmt.Errorf("start the built-in simulator: %w", err)
+		}
+	}
+	sim := twiliosim.New(twiliosim.Config{Logger: log.With("component", "twiliosim")})
+	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	log.Warn("LOCAL MODE: no Twilio credentials, so the built-in simulator at "+url+
+		" answers instead of Twilio. NOTHING REAL IS SENT. See "+url+"/sim/messages; set "+
+		twilioapi.EnvAccountSID+" and "+twilioapi.EnvAuthToken+" to send for real.", "simulator", url)
+	return &localSim{sim: sim, http: hs}, url, nil
+}
+
+type localSim struct {
+	sim  *twiliosim.Server
+	http *http.Server
+}
+
+func (l *localSim) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.http.Shutdown(ctx)
+	l.sim.Close()
+}

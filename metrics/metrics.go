@@ -1,0 +1,92 @@
+// Package metrics defines the worker's Prometheus metrics (namespace
+// twilioworker_, names fixed by DESIGN.md). A nil *Metrics records nothing, so
+// code under test need not set one up.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Namespace prefixes every metric.
+const Namespace = "twilioworker"
+
+// Metrics holds the collectors.
+type Metrics struct {
+	TaskRuns        *prometheus.CounterVec   // task_runs_total{type}
+	SMSSent         prometheus.Counter       // sms_sent_total
+	SMSSkipped      *prometheus.CounterVec   // sms_skipped_total{reason}
+	TwilioRequests  *prometheus.CounterVec   // twilio_requests_total{op,code}
+	TwilioDuration  *prometheus.HistogramVec // twilio_request_duration_seconds{op}
+	RateLimitDefers *prometheus.CounterVec   // ratelimit_deferred_total{scope}
+	Calls           *prometheus.CounterVec   // calls_total{status}
+}
+
+// New creates the collectors and registers them with reg (when not nil).
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		TaskRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "task_runs_total", Help: "Handler invocations by task type."}, []string{"type"}),
+		SMSSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "sms_sent_total", Help: "Messages accepted by Twilio."}),
+		SMSSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "sms_skipped_total", Help: "Messages not sent, by reason (optout, quiet_hours, expired, canceled, invalid)."}, []string{"reason"}),
+		TwilioRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "twilio_requests_total", Help: "Requests to Twilio by operation and outcome (HTTP status or Twilio code)."}, []string{"op", "code"}),
+		TwilioDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace,
+			Name: "twilio_request_duration_seconds", Help: "Duration of requests to Twilio.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20}}, []string{"op"}),
+		RateLimitDefers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "ratelimit_deferred_total", Help: "Tasks rescheduled by a rate limit, by scope (sender, recipient, call, twilio)."}, []string{"scope"}),
+		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "calls_total", Help: "Calls by final status."}, []string{"status"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls)
+	}
+	return m
+}
+
+// TaskRun counts one handler invocation.
+func (m *Metrics) TaskRun(taskType string) {
+	if m != nil {
+		m.TaskRuns.WithLabelValues(taskType).Inc()
+	}
+}
+
+// Sent counts a message Twilio accepted.
+func (m *Metrics) Sent() {
+	if m != nil {
+		m.SMSSent.Inc()
+	}
+}
+
+// Skipped counts a message not sent.
+func (m *Metrics) Skipped(reason string) {
+	if m != nil {
+		m.SMSSkipped.WithLabelValues(reason).Inc()
+	}
+}
+
+// Deferred counts a task rescheduled by a limit.
+func (m *Metrics) Deferred(scope string) {
+	if m != nil {
+		m.RateLimitDefers.WithLabelValues(scope).Inc()
+	}
+}
+
+// Call counts a call that reached a final status.
+func (m *Metrics) Call(status string) {
+	if m != nil {
+		m.Calls.WithLabelValues(status).Inc()
+	}
+}
+
+// ObserveTwilio records one Twilio request; it fits twilioapi.Config.Observe.
+func (m *Metrics) ObserveTwilio(op, outcome string, took time.Duration) {
+	if m != nil {
+		m.TwilioRequests.WithLabelValues(op, outcome).Inc()
+		m.TwilioDuration.WithLabelValues(op).Observe(took.Seconds())
+	}
+}

@@ -1,0 +1,66 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+)
+
+// FieldError is bad input: it names the field and what is wrong with the
+// value, never the value itself when that may be a phone number.
+type FieldError struct {
+	Field   string
+	Problem string
+	Err     error // the underlying reason, when there is one
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Backoff bounds for transient failures.
+const (
+	BackoffBase = time.Second
+	BackoffCap  = 10 * time.Minute
+	// MaxRetryDefault is how many failures a task may have before it is archived.
+	MaxRetryDefault = 10
+)
+
+// RetryDelay is the asynq.RetryDelayFunc of the worker: a DeferError's own
+// time, else exponential backoff (1 s, 2 s, 4 s … capped at 10 min) with
+// jitter, so that retries of a burst of failures do not arrive together.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var d *ratelimit.DeferError
+	if errors.As(err, &d) {
+		return max(time.Until(d.Until), 0)
+	}
+	return backoff(n)
+}
+
+func backoff(n int) time.Duration {
+	d := BackoffCap
+	if n < 20 {
+		d = min(BackoffBase<<n, BackoffCap)
+	}
+	// Equal jitter: at least half the delay, at most all of it.
+	return d/2 + rand.N(d/2+1)
+}
+
+// IsFailure is the asynq IsFailure predicate: waiting is not failing.
+func IsFailure(err error) bool {
+	var d *ratelimit.DeferError
+	return !errors.As(err, &d)
+}
+
+// archive marks err as final: the task is archived with this reason.
+func archive(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, asynq.SkipRetry)...)
+}

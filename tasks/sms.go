@@ -1,0 +1,199 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/segment"
+)
+
+// Task type names.
+const (
+	TypeSendSMS = "sms:send"
+)
+
+// Queues and their weights (DESIGN.md).
+const (
+	QueueCritical = "critical"
+	QueueDefault  = "default"
+	QueueBulk     = "bulk"
+)
+
+// Queues maps each queue to its priority weight.
+var Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueBulk: 1}
+
+// ValidQueue reports whether q is one of the worker's queues.
+func ValidQueue(q string) bool { _, ok := Queues[q]; return ok }
+
+// Message classes.
+const (
+	ClassTransactional = "transactional"
+	ClassAlert         = "alert"
+	ClassMarketing     = "marketing"
+)
+
+// Defaults of Rules and task options.
+const (
+	MaxSegmentsDefault = 10
+	ResultTTLDefault   = 24 * time.Hour
+	// SendTimeout bounds one run of a send handler.
+	SendTimeout = 2 * time.Minute
+	// MaxValidFor is Twilio's longest ValidityPeriod (10 hours).
+	MaxValidFor = 10 * time.Hour
+)
+
+// Rules are the limits input is checked against. Zero values mean defaults.
+type Rules struct {
+	MaxSegments   int    // MAX_SEGMENTS
+	DefaultRegion string // ISO region for national numbers; "" refuses them
+	ResultTTL     time.Duration
+	Now           func() time.Time
+}
+
+// WithDefaults fills zero fields.
+func (r Rules) WithDefaults() Rules {
+	if r.MaxSegments <= 0 {
+		r.MaxSegments = MaxSegmentsDefault
+	}
+	if r.ResultTTL <= 0 {
+		r.ResultTTL = ResultTTLDefault
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return r
+}
+
+// SMSPayload is the payload of an sms:send task.
+type SMSPayload struct {
+	To       string `json:"to"`
+	Body     string `json:"body"`
+	From     string `json:"from,omitempty"`
+	Class    string `json:"class,omitempty"`    // transactional (default), alert, marketing
+	ValidFor string `json:"validFor,omitempty"` // Go duration, e.g. "10m" for a 2FA code
+	Campaign string `json:"campaign,omitempty"`
+	// ExpiresAt is set from ValidFor when the task is made: a message not
+	// sent by then is archived as expired, never sent late.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+var (
+	senderIDPattern = regexp.MustCompile(`^[A-Za-z0-9 ]{1,11}$`)
+	hasLetter       = regexp.MustCompile(`[A-Za-z]`)
+	campaignPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+)
+
+// Normalize validates p and returns it with numbers in E.164 and defaults
+// filled. Errors are *FieldError naming the field.
+func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
+	r = r.WithDefaults()
+	to, err := ParseNumber("to", p.To, r.DefaultRegion)
+	if err != nil {
+		return p, err
+	}
+	p.To = to.String()
+	if p.From, err = normalizeSender(p.From, r.DefaultRegion); err != nil {
+		return p, err
+	}
+	if strings.TrimSpace(p.Body) == "" {
+		return p, fieldErr("body", "is empty")
+	}
+	info := segment.Analyze(p.Body)
+	if info.Chars > segment.MaxChars {
+		return p, fieldErr("body", "has %d characters, over Twilio's limit of %d", info.Chars, segment.MaxChars)
+	}
+	if info.Segments > r.MaxSegments {
+		return p, fieldErr("body", "needs %d segments (%s), over MAX_SEGMENTS %d", info.Segments, info.Encoding, r.MaxSegments)
+	}
+	switch p.Class {
+	case "":
+		p.Class = ClassTransactional
+	case ClassTransactional, ClassAlert, ClassMarketing:
+	default:
+		return p, fieldErr("class", "must be transactional, alert or marketing")
+	}
+	if p.Campaign != "" && !campaignPattern.MatchString(p.Campaign) {
+		return p, fieldErr("campaign", "must be 1-64 letters, digits, '.', '_' or '-'")
+	}
+	if p.ValidFor != "" {
+		d, err := time.ParseDuration(p.ValidFor)
+		switch {
+		case err != nil:
+			return p, fieldErr("validFor", "is not a duration such as 10m or 1h30m")
+		case d <= 0:
+			return p, fieldErr("validFor", "must be positive")
+		case d > MaxValidFor:
+			return p, fieldErr("validFor", "must be at most %s (Twilio's longest validity period)", MaxValidFor)
+		}
+		if p.ExpiresAt == nil {
+			at := r.Now().Add(d).UTC()
+			p.ExpiresAt = &at
+		}
+	}
+	return p, nil
+}
+
+// ParseNumber parses a phone number for field, as a *FieldError on failure.
+func ParseNumber(field, s, region string) (phone.Number, error) {
+	n, err := phone.Parse(s, region)
+	if err != nil {
+		var pe *phone.ParseError
+		problem := err.Error()
+		if errors.As(err, &pe) {
+			problem = pe.Error()
+		}
+		return "", &FieldError{Field: field, Problem: problem, Err: err}
+	}
+	return n, nil
+}
+
+// normalizeSender accepts an E.164 number or an alphanumeric sender ID.
+func normalizeSender(from, region string) (string, error) {
+	from = strings.TrimSpace(from)
+	if from == "" {
+		return "", nil
+	}
+	if senderIDPattern.MatchString(from) && hasLetter.MatchString(from) {
+		return from, nil // alphanumeric sender ID, e.g. "ACME"
+	}
+	n, err := ParseNumber("from", from, region)
+	return n.String(), err
+}
+
+// NewSendSMSTask validates and normalises p and returns the task, queued on
+// "default" with MaxRetry 10 and its result kept for Rules.ResultTTL unless
+// opts say otherwise.
+func NewSendSMSTask(p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.Task, error) {
+	r = r.WithDefaults()
+	p, err := p.Normalize(r)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode sms payload: %w", err)
+	}
+	base := []asynq.Option{
+		asynq.Queue(QueueDefault),
+		asynq.MaxRetry(MaxRetryDefault),
+		asynq.Retention(r.ResultTTL),
+		asynq.Timeout(SendTimeout),
+	}
+	return asynq.NewTask(TypeSendSMS, payload, append(base, opts...)...), nil
+}
+
+// SMSResult is the result of an sms:send task, in the agent hub's response
+// shape; skipped messages carry the reason instead of a SID.
+type SMSResult struct {
+	MessageSID  string `json:"messageSid,omitempty"`
+	Status      string `json:"status"`
+	DateCreated string `json:"dateCreated,omitempty"` // RFC 3339
+	Reason      string `json:"reason,omitempty"`
+}

@@ -1,0 +1,164 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// Messenger sends SMS. *twilioapi.Client is one.
+type Messenger interface {
+	SendSMS(ctx context.Context, p twilioapi.SendParams) (*twilioapi.Message, error)
+}
+
+// OptOuts is the opt-out store as the handlers need it. *optout.Store is one.
+type OptOuts interface {
+	OptedOut(ctx context.Context, ch optout.Channel, number string) (bool, error)
+	Add(ctx context.Context, ch optout.Channel, number string, src optout.Source) (bool, error)
+}
+
+// RateLimitWaitDefault is how long to wait after a 429 without Retry-After.
+const RateLimitWaitDefault = time.Second
+
+// SMSHandler processes sms:send tasks.
+type SMSHandler struct {
+	Messenger      Messenger
+	OptOuts        OptOuts
+	Rules          Rules
+	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
+	Logger         *slog.Logger
+	Metrics        *metrics.Metrics
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	h.Metrics.TaskRun(TypeSendSMS)
+	r := h.Rules.WithDefaults()
+	log := h.logger()
+	id, _ := asynq.GetTaskID(ctx)
+	log = log.With("task", id)
+
+	var p SMSPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		h.Metrics.Skipped("invalid")
+		log.Error("sms payload undecodable", "err", err)
+		return archive("invalid payload: %v", err)
+	}
+	p, err := p.Normalize(r)
+	if err != nil {
+		h.Metrics.Skipped("invalid")
+		log.Error("sms payload invalid", "err", err)
+		return archive("invalid payload: %v", err)
+	}
+	to := phone.Number(p.To)
+	log = log.With("to", to)
+
+	now := r.Now()
+	if expired(p, now) {
+		h.Metrics.Skipped("expired")
+		log.Warn("sms expired before it could be sent", "expiresAt", p.ExpiresAt)
+		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
+	}
+
+	// The opt-out check comes immediately before the send, so a STOP that
+	// arrived while the task waited is honoured.
+	out, err := h.OptOuts.OptedOut(ctx, optout.SMS, p.To)
+	if err != nil {
+		return fmt.Errorf("check opt-out: %w", err) // Redis trouble: retry
+	}
+	if out {
+		h.Metrics.Skipped("optout")
+		log.Info("sms skipped: recipient opted out")
+		return h.writeResult(t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+	}
+
+	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
+	if p.ExpiresAt != nil {
+		params.ValidityPeriod = p.ExpiresAt.Sub(now)
+	}
+	msg, err := h.Messenger.SendSMS(ctx, params)
+	if err != nil {
+		return h.failed(ctx, log, p, now, err)
+	}
+	h.Metrics.Sent()
+	log.Info("sms sent", "sid", msg.SID, "status", msg.Status, "segments", msg.NumSegments)
+	created := msg.DateCreated
+	if created.IsZero() {
+		created = now
+	}
+	return h.writeResult(t, SMSResult{MessageSID: msg.SID, Status: msg.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+}
+
+// failed decides the fate of a task whose send failed (DESIGN.md's policy).
+func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload, now time.Time, err error) error {
+	var te *twilioapi.Error
+	if !errors.As(err, &te) {
+		log.Warn("sms send failed; will retry", "err", err)
+		return fmt.Errorf("send sms: %w", err)
+	}
+	switch te.Class {
+	case twilioapi.ClassOptedOut:
+		if _, aerr := h.OptOuts.Add(ctx, optout.SMS, p.To, optout.SourceTwilio); aerr != nil {
+			log.Error("could not record Twilio's opt-out", "err", aerr)
+			return fmt.Errorf("record opt-out after %w", te) // retry: the set must learn it
+		}
+		h.Metrics.Skipped("optout")
+		log.Info("sms refused: recipient unsubscribed (21610); added to the opt-out set")
+		return archive("recipient opted out (Twilio %d)", te.Code)
+	case twilioapi.ClassConfig:
+		log.Error("sms refused: Twilio sender or account configuration", "code", te.Code, "err", te.Message)
+		return archive("%s", te.Error())
+	case twilioapi.ClassBadRecipient, twilioapi.ClassInvalid, twilioapi.ClassNotFound:
+		log.Warn("sms refused by Twilio", "code", te.Code, "class", te.Class.String(), "err", te.Message)
+		return archive("%s", te.Error())
+	case twilioapi.ClassRateLimited:
+		wait := te.RetryAfter
+		if wait <= 0 {
+			wait = RateLimitWaitDefault
+		}
+		until := now.Add(wait)
+		if p.ExpiresAt != nil && until.After(*p.ExpiresAt) {
+			h.Metrics.Skipped("expired")
+			return archive("expired: Twilio rate limit (%d) would delay it past %s", te.Code, p.ExpiresAt.Format(time.RFC3339))
+		}
+		h.Metrics.Deferred("twilio")
+		log.Info("sms deferred: Twilio rate limit", "code", te.Code, "wait", wait)
+		return &ratelimit.DeferError{Until: until, Reason: te.Error()}
+	default: // transient, ambiguous
+		log.Warn("sms send failed; will retry", "class", te.Class.String(), "err", te.Message)
+		return fmt.Errorf("send sms: %w", te)
+	}
+}
+
+func expired(p SMSPayload, now time.Time) bool {
+	return p.ExpiresAt != nil && !now.Before(*p.ExpiresAt)
+}
+
+func (h *SMSHandler) writeResult(t *asynq.Task, res SMSResult) error {
+	if w := t.ResultWriter(); w != nil {
+		b, _ := json.Marshal(res)
+		if _, err := w.Write(b); err != nil {
+			// The message went out; losing the result must not send it again.
+			h.logger().Warn("could not store task result", "err", err)
+		}
+	}
+	return nil
+}
+
+func (h *SMSHandler) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
+}
