@@ -37,18 +37,23 @@ const (
 // RetryDelay is the asynq.RetryDelayFunc of the worker: a DeferError's own
 // time, else exponential backoff (1 s, 2 s, 4 s … capped at 10 min) with
 // jitter, so that retries of a burst of failures do not arrive together.
-func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var d *ratelimit.DeferError
-	if errors.As(err, &d) {
-		return max(time.Until(d.Until), 0)
+var RetryDelay = NewRetryDelay(BackoffBase, BackoffCap)
+
+// NewRetryDelay returns a RetryDelayFunc with its own backoff bounds.
+func NewRetryDelay(base, ceiling time.Duration) asynq.RetryDelayFunc {
+	return func(n int, err error, _ *asynq.Task) time.Duration {
+		var d *ratelimit.DeferError
+		if errors.As(err, &d) {
+			return max(time.Until(d.Until), 0)
+		}
+		return backoff(n, base, ceiling)
 	}
-	return backoff(n)
 }
 
-func backoff(n int) time.Duration {
-	d := BackoffCap
-	if n < 20 {
-		d = min(BackoffBase<<n, BackoffCap)
+func backoff(n int, base, ceiling time.Duration) time.Duration {
+	d := ceiling
+	if n < 30 && base<<n > 0 {
+		d = min(base<<n, ceiling)
 	}
 	// Equal jitter: at least half the delay, at most all of it.
 	return d/2 + rand.N(d/2+1)

@@ -257,7 +257,8 @@ func (c *Client) FetchMessage(ctx context.Context, sid string) (*Message, error)
 type ListParams struct {
 	To, From string
 	// SentAfter keeps messages sent on or after this day (Twilio filters by
-	// UTC date; callers compare DateCreated for finer times).
+	// UTC date_sent, so a message still queued has none and is left out;
+	// reconciliation filters by To and From and compares DateCreated).
 	SentAfter  time.Time
 	SentBefore time.Time
 	PageSize   int // per request; Twilio's default 50, max 1000

@@ -1,0 +1,140 @@
+package tasks_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/twiliosim"
+)
+
+// harness is a worker in miniature: a private redis-server, the simulator
+// over real HTTP, the real handler on a real asynq server.
+type harness struct {
+	rdb      *redis.Client
+	sim      *twiliosim.Server
+	client   *asynq.Client
+	insp     *asynq.Inspector
+	optouts  *optout.Store
+	requests atomic.Int64 // requests to Twilio, by op "send sms"
+	mu       sync.Mutex
+	outcomes []string
+}
+
+type harnessOpt struct {
+	sim    twiliosim.Config
+	twilio func(*twilioapi.Config)
+}
+
+func newHarness(t *testing.T, o harnessOpt) *harness {
+	t.Helper()
+	srv := redistest.Start(t)
+	h := &harness{rdb: srv.Client(t)}
+	if o.sim.DeliveryDelay == 0 {
+		o.sim.DeliveryDelay = 5 * time.Millisecond
+	}
+	h.sim = twiliosim.New(o.sim)
+	hs := httptest.NewServer(h.sim)
+	t.Cleanup(func() { hs.Close(); h.sim.Close() })
+
+	cfg := twilioapi.Config{AccountSID: h.sim.AccountSID(), AuthToken: twilioapi.Secret(h.sim.AuthToken()),
+		PhoneNumber: "+15005550006", BaseURL: hs.URL, Timeout: 5 * time.Second,
+		Observe: func(op, outcome string, _ time.Duration) {
+			if op == "send sms" {
+				h.requests.Add(1)
+			}
+			h.mu.Lock()
+			h.outcomes = append(h.outcomes, outcome)
+			h.mu.Unlock()
+		}}
+	if o.twilio != nil {
+		o.twilio(&cfg)
+	}
+	tw, err := twilioapi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.optouts = optout.NewStore(h.rdb)
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts})
+	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
+		Concurrency: 8, Queues: tasks.Queues,
+		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
+		RetryDelayFunc: tasks.NewRetryDelay(50*time.Millisecond, 200*time.Millisecond),
+		IsFailure:      tasks.IsFailure,
+		LogLevel:       asynq.ErrorLevel,
+	})
+	if err := server.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(server.Shutdown)
+	h.client = asynq.NewClientFromRedisClient(h.rdb)
+	h.insp = asynq.NewInspectorFromRedisClient(h.rdb)
+	return h
+}
+
+func (h *harness) enqueue(t *testing.T, p tasks.SMSPayload, opts ...asynq.Option) string {
+	t.Helper()
+	task, err := tasks.NewSendSMSTask(p, tasks.Rules{}, opts...)
+	if err != nil {
+		t.Fatalf("NewSendSMSTask: %v", err)
+	}
+	info, err := h.client.Enqueue(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID
+}
+
+// waitState waits until the task reaches one of the final states and returns it.
+func (h *harness) waitFinal(t *testing.T, id string) *asynq.TaskInfo {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := tasks.Find(h.insp, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived {
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still %s (retried %d, last error %q)", id, info.State, info.Retried, info.LastErr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) messagesTo(to string) []twiliosim.Message {
+	var out []twiliosim.Message
+	for _, m := range h.sim.Messages() {
+		if m.To == to {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+var bg = context.Background()
