@@ -98,7 +98,7 @@ func (e *Error) outcome() string {
 
 // classify turns whatever the SDK returned into an *Error. write is true for
 // requests that create something, where a lost answer is ambiguous.
-func classify(ctx context.Context, op string, write bool, x exchange, err error) *Error {
+func classify(ctx context.Context, op string, write bool, x record, err error) *Error {
 	e := &Error{Op: op, Status: x.status, RetryAfter: x.retryAfter,
 		ConcurrentRequests: x.concurrent, RequestID: x.requestID}
 	var rest *client.TwilioRestError

@@ -17,7 +17,12 @@ import (
 // exchange records what the SDK does not tell us about one request: whether
 // it was written to the wire, and the response's status and headers.
 type exchange struct {
-	mu         sync.Mutex
+	mu sync.Mutex
+	r  record
+}
+
+// record is what an exchange learnt.
+type record struct {
 	wrote      bool
 	status     int
 	retryAfter time.Duration
@@ -28,15 +33,14 @@ type exchange struct {
 
 func (x *exchange) setWrote() {
 	x.mu.Lock()
-	x.wrote = true
+	x.r.wrote = true
 	x.mu.Unlock()
 }
 
-func (x *exchange) snapshot() exchange {
+func (x *exchange) snapshot() record {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return exchange{wrote: x.wrote, status: x.status, retryAfter: x.retryAfter,
-		concurrent: x.concurrent, requestID: x.requestID, body: x.body}
+	return x.r
 }
 
 // transport sends one call's requests: it rewrites the host to the configured
@@ -71,10 +75,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	t.x.mu.Lock()
-	t.x.status = resp.StatusCode
-	t.x.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	t.x.concurrent, _ = strconv.Atoi(resp.Header.Get("Twilio-Concurrent-Requests"))
-	t.x.requestID = resp.Header.Get("Twilio-Request-Id")
+	t.x.r.status = resp.StatusCode
+	t.x.r.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	t.x.r.concurrent, _ = strconv.Atoi(resp.Header.Get("Twilio-Concurrent-Requests"))
+	t.x.r.requestID = resp.Header.Get("Twilio-Request-Id")
 	t.x.mu.Unlock()
 
 	if resp.StatusCode >= 400 && !isJSON(resp.Header.Get("Content-Type")) {
@@ -87,7 +91,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(excerpt), rest), rest}
 		t.x.mu.Lock()
-		t.x.body = textOf(excerpt)
+		t.x.r.body = textOf(excerpt)
 		t.x.mu.Unlock()
 	}
 	return resp, nil
