@@ -22,9 +22,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -99,9 +99,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		statusCallback = cfg.PublicURL + "/twilio/status"
 	}
 
+	optouts := optout.NewStore(rdb)
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optout.NewStore(rdb), Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 
@@ -124,7 +125,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start task server: %w", err)
 	}
-	httpSrv, err := startHTTP(cfg.HTTPAddr, reg, log)
+	api := &httpapi.Server{
+		Redis: rdb, Client: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		OptOuts: optouts, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
+	}
+	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)
 	if err != nil {
 		srv.Shutdown()
 		return err
@@ -141,18 +147,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-func startHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+func startHTTP(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -179,43 +179,47 @@ func connectRedis(ctx context.Context, cfg Config, log *slog.Logger) (redis.Univ
 	if cfg.RedisURLSet {
 		return nil, nil, fmt.Errorf("REDIS_URL: no Redis answers: %w", err)
 	}
-	mr, err := startEmbeddedRedis(opt)
+	addr, stopRedis, err := startEmbeddedRedis(opt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("no Redis at %s and the embedded one could not start: %w", RedisURLDefault, err)
 	}
-	log.Warn("LOCAL MODE: no Redis answered, so an embedded in-memory Redis is running at "+mr.Addr()+
-		"; its data is lost when the worker exits. Set REDIS_URL for a real one.", "addr", mr.Addr())
+	log.Warn("LOCAL MODE: no Redis answered, so an embedded in-memory Redis is running at "+addr+
+		"; its data is lost when the worker exits. Set REDIS_URL for a real one.", "addr", addr)
 	rdb = opt.MakeRedisClient().(redis.UniversalClient)
-	return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
+	return rdb, func() { _ = rdb.Close(); stopRedis() }, nil
 }
 
 // startEmbeddedRedis starts miniredis at the address REDIS_URL defaults to,
 // and lets its clock follow real time (miniredis TTLs only move on
-// FastForward; asynq's leases and results depend on them).
-func startEmbeddedRedis(opt asynq.RedisConnOpt) (*miniredis.Miniredis, error) {
-	addr := "127.0.0.1:6379"
+// FastForward; asynq's leases and results depend on them). stop closes it.
+func startEmbeddedRedis(opt asynq.RedisConnOpt) (addr string, stop func(), err error) {
+	addr = "127.0.0.1:6379"
 	if o, ok := opt.(asynq.RedisClientOpt); ok {
 		addr = o.Addr
 	}
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr(addr); err != nil {
-		return nil, err
+		return "", nil, err
 	}
+	done, ticked := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(ticked)
 		const tick = 100 * time.Millisecond
 		t := time.NewTicker(tick)
 		defer t.Stop()
 		last := time.Now()
-		for now := range t.C {
-			if mr.Addr() == "" {
+		for {
+			select {
+			case <-done:
 				return
+			case now := <-t.C:
+				mr.SetTime(now)
+				mr.FastForward(now.Sub(last))
+				last = now
 			}
-			mr.SetTime(now)
-			mr.FastForward(now.Sub(last))
-			last = now
 		}
 	}()
-	return mr, nil
+	return mr.Addr(), func() { close(done); <-ticked; mr.Close() }, nil
 }
 
 // startLocalSimulator serves the built-in Twilio simulator on LocalSimAddr

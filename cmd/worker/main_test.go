@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+func TestEmbeddedRedisWhenNothingAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg := Config{RedisURL: "redis://" + addr + "/0"}
+	rdb, closeFn, err := connectRedis(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	if !strings.Contains(logs.String(), "embedded in-memory Redis") || !strings.Contains(logs.String(), "lost") {
+		t.Fatalf("no loud warning: %s", logs.String())
+	}
+	// asynq works on it, and TTLs run down with real time (results expire).
+	client := asynq.NewClientFromRedisClient(rdb)
+	if _, err := client.Enqueue(asynq.NewTask("t", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(context.Background(), "k", "v", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.Exists(context.Background(), "k").Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a TTL never ran down in the embedded Redis")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestNoEmbeddedRedisWhenURLGiven(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := Config{RedisURL: "redis://" + addr + "/0", RedisURLSet: true}
+	_, _, err = connectRedis(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Fatalf("err = %v; an explicit REDIS_URL that does not answer is an error", err)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	env := map[string]string{"CONCURRENCY": "7", "SENDER_RATE": "3/s", "SENDER_RATES": "+18005550100=100/s"}
+	var stderr bytes.Buffer
+	cfg, err := loadConfig([]string{"--sender-rate", "5/s:2", "--log-level", "debug"}, func(k string) string { return env[k] }, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Concurrency != 7 || cfg.SenderRate.N != 5 || cfg.SenderRate.Burst != 2 || cfg.LogLevel != "debug" {
+		t.Fatalf("config %+v: a flag must win over its variable", cfg)
+	}
+	if r := cfg.SenderRates["+18005550100"]; r.N != 100 {
+		t.Fatalf("sender overrides %+v", cfg.SenderRates)
+	}
+	if cfg.RedisURLSet || cfg.RedisURL != RedisURLDefault || cfg.HTTPAddr != HTTPAddrDefault {
+		t.Fatalf("defaults %+v", cfg)
+	}
+
+	env = map[string]string{"CONCURRENCY": "many", "MAX_SEGMENTS": "0", "POLL_INTERVAL": "1h", "TWILIO_AUTH_TOKEN": "s3cr3t$$"}
+	_, err = loadConfig(nil, func(k string) string { return env[k] }, &stderr)
+	for _, name := range []string{"CONCURRENCY", "MAX_SEGMENTS", "POLL_INTERVAL", "TWILIO_ACCOUNT_SID"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+	if strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatal("the error shows a secret")
+	}
+}

@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
+)
+
+// bin holds the binaries built once for the package.
+var bin struct{ worker, enqueue, twiliosim string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "twilio-worker-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../cmd/worker", "../cmd/enqueue", "../cmd/twiliosim")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.Exit(1)
+	}
+	bin.worker, bin.enqueue, bin.twiliosim = filepath.Join(dir, "worker"), filepath.Join(dir, "enqueue"), filepath.Join(dir, "twiliosim")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running binary whose output is kept for the test log.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func start(t *testing.T, env []string, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
+	p.cmd.Env = append(baseEnv(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(path), p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// baseEnv is a clean environment: no Twilio or Redis settings leak in from
+// the machine running the tests.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "TWILIO_") || k == "REDIS_URL" || k == "HTTP_ADDR" || k == "PUBLIC_URL" || k == "API_TOKEN" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// stack is a private redis-server, twiliosim and a worker pointed at both.
+type stack struct {
+	redis  *redistest.Server
+	simURL string
+	http   string
+	worker *proc
+	env    []string // for enqueue
+}
+
+func newStack(t *testing.T, simArgs []string, workerEnv ...string) *stack {
+	t.Helper()
+	s := &stack{redis: redistest.Start(t)}
+	simAddr := freeAddr(t)
+	start(t, nil, bin.twiliosim, append([]string{"--addr", simAddr, "--delivery-delay", "10ms"}, simArgs...)...)
+	s.simURL = "http://" + simAddr
+	waitHTTP(t, s.simURL+"/sim/messages")
+	s.http = freeAddr(t)
+	s.env = []string{"REDIS_URL=" + s.redis.URL()}
+	env := append([]string{
+		"REDIS_URL=" + s.redis.URL(), "HTTP_ADDR=" + s.http,
+		"TWILIO_API_URL=" + s.simURL, "TWILIO_ACCOUNT_SID=AC00000000000000000000000000000000",
+		"TWILIO_AUTH_TOKEN=00000000000000000000000000000000", "TWILIO_PHONE_NUMBER=+15005550006",
+	}, workerEnv...)
+	s.worker = start(t, env, bin.worker)
+	waitHTTP(t, "http://"+s.http+"/healthz")
+	return s
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// result of one enqueue run
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func (r result) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("stdout %q is not JSON: %v (stderr %q)", r.stdout, err, r.stderr)
+	}
+}
+
+func runEnqueue(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin.enqueue, args...)
+	cmd.Env = append(baseEnv(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+type simMessage struct {
+	Sid, To, From, Body, Status string
+	ErrorCode                   *int
+	NumSegments                 int
+	CreatedAt                   time.Time
+}
+
+func simMessages(t *testing.T, simURL string) []simMessage {
+	t.Helper()
+	resp, err := http.Get(simURL + "/sim/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []simMessage
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func simConfig(t *testing.T, simURL, body string) {
+	t.Helper()
+	resp, err := http.Post(simURL+"/sim/config", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("sim config %s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+type status struct {
+	TaskID, Type, Queue, State, LastError string
+	Retried                               int
+	Result                                json.RawMessage
+}
+
+// waitStatus polls `enqueue status` until the task is in a final state.
+func waitStatus(t *testing.T, env []string, id string) status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := runEnqueue(t, env, "status", id)
+		if r.code != 0 {
+			t.Fatalf("enqueue status: exit %d: %s", r.code, r.stderr)
+		}
+		var st status
+		r.json(t, &st)
+		if st.State == "completed" || st.State == "archived" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still %+v", id, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLog waits until the process has printed a line matching re and returns the match.
+func waitLog(t *testing.T, p *proc, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sc := bufio.NewScanner(strings.NewReader(p.output()))
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line matching %s", re)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

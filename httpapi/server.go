@@ -1,0 +1,76 @@
+// Package httpapi is the worker's HTTP surface: the agent hub's API (/v1/*),
+// Twilio's webhooks (/twilio/*), health and metrics. Each part lives in its
+// own file and registers its routes in Handler.
+package httpapi
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// Server holds what the handlers need. Fields left nil disable the routes
+// that need them.
+type Server struct {
+	Redis     redis.UniversalClient
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	OptOuts   *optout.Store
+	Twilio    *twilioapi.Client
+	Rules     tasks.Rules
+	Registry  *prometheus.Registry
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+
+	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
+	AuthToken twilioapi.Secret
+	PublicURL string
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if s.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	}
+	return mux
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// apiError is the body of every error answer: {"error":{"code","message","field"}}.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, field, message string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: message, Field: field}})
+}
