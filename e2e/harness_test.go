@@ -136,12 +136,19 @@ type stack struct {
 
 func newStack(t *testing.T, simArgs []string, workerEnv ...string) *stack {
 	t.Helper()
+	return newStackAt(t, freeAddr(t), simArgs, workerEnv...)
+}
+
+// newStackAt is newStack with the worker's HTTP server at httpAddr (for
+// PUBLIC_URL, which must be known before the worker starts).
+func newStackAt(t *testing.T, httpAddr string, simArgs []string, workerEnv ...string) *stack {
+	t.Helper()
 	s := &stack{redis: redistest.Start(t)}
 	simAddr := freeAddr(t)
 	start(t, nil, bin.twiliosim, append([]string{"--addr", simAddr, "--delivery-delay", "10ms"}, simArgs...)...)
 	s.simURL = "http://" + simAddr
 	waitHTTP(t, s.simURL+"/sim/messages")
-	s.http = freeAddr(t)
+	s.http = httpAddr
 	s.env = []string{"REDIS_URL=" + s.redis.URL()}
 	env := append([]string{
 		"REDIS_URL=" + s.redis.URL(), "HTTP_ADDR=" + s.http,
@@ -246,9 +253,18 @@ type status struct {
 // waitStatus polls `enqueue status` until the task is in a final state.
 func waitStatus(t *testing.T, env []string, id string) status {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	return waitStatusWithin(t, env, id, 30)
+}
+
+func waitStatusWithin(t *testing.T, env []string, id string, seconds int) status {
+	t.Helper()
+	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
 	for {
 		r := runEnqueue(t, env, "status", id)
+		if r.code == 2 && strings.Contains(r.stderr, "task not found") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // e.g. a follow-up task not made yet
+			continue
+		}
 		if r.code != 0 {
 			t.Fatalf("enqueue status: exit %d: %s", r.code, r.stderr)
 		}
@@ -281,3 +297,5 @@ func waitLog(t *testing.T, p *proc, re *regexp.Regexp) []string {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+var bg = context.Background()

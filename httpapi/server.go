@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -26,6 +27,7 @@ type Server struct {
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store
+	Calls     *calls.Store
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
 	Registry  *prometheus.Registry
@@ -43,6 +45,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	if s.Calls != nil {
+		mux.Handle("POST /twilio/status", twilioapi.VerifyWebhook(s.AuthToken, s.PublicURL, http.HandlerFunc(s.twilioStatus)))
+	}
 	if s.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	}

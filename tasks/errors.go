@@ -37,6 +37,11 @@ const (
 // RetryDelay is the asynq.RetryDelayFunc of the worker: a DeferError's own
 // time, else exponential backoff (1 s, 2 s, 4 s … capped at 10 min) with
 // jitter, so that retries of a burst of failures do not arrive together.
+//
+// asynq keeps retry times in whole Unix seconds, truncating: a task deferred
+// to 12:00:00.400 would run at 12:00:00, before its time. A deferral is
+// therefore rounded up to the next whole second, so that a task is never
+// woken before its Until (it may be up to a second late).
 var RetryDelay = NewRetryDelay(BackoffBase, BackoffCap)
 
 // NewRetryDelay returns a RetryDelayFunc with its own backoff bounds.
@@ -44,10 +49,20 @@ func NewRetryDelay(base, ceiling time.Duration) asynq.RetryDelayFunc {
 	return func(n int, err error, _ *asynq.Task) time.Duration {
 		var d *ratelimit.DeferError
 		if errors.As(err, &d) {
-			return max(time.Until(d.Until), 0)
+			return max(time.Until(CeilSecond(d.Until)), 0)
 		}
 		return backoff(n, base, ceiling)
 	}
+}
+
+// CeilSecond rounds t up to a whole second (asynq's resolution for
+// scheduled and retry times).
+func CeilSecond(t time.Time) time.Time {
+	r := t.Truncate(time.Second)
+	if r.Before(t) {
+		r = r.Add(time.Second)
+	}
+	return r
 }
 
 func backoff(n int, base, ceiling time.Duration) time.Duration {

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -26,14 +27,17 @@ type harness struct {
 	client   *asynq.Client
 	insp     *asynq.Inspector
 	optouts  *optout.Store
+	records  *calls.Store
+	tw       *twilioapi.Client
 	requests atomic.Int64 // requests to Twilio, by op "send sms"
 	mu       sync.Mutex
 	outcomes []string
 }
 
 type harnessOpt struct {
-	sim    twiliosim.Config
-	twilio func(*twilioapi.Config)
+	sim     twiliosim.Config
+	twilio  func(*twilioapi.Config)
+	polling tasks.Polling
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -42,6 +46,12 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	h := &harness{rdb: srv.Client(t)}
 	if o.sim.DeliveryDelay == 0 {
 		o.sim.DeliveryDelay = 5 * time.Millisecond
+	}
+	if o.sim.CallRing == 0 {
+		o.sim.CallRing = 200 * time.Millisecond
+	}
+	if o.sim.CallDuration == 0 {
+		o.sim.CallDuration = 1100 * time.Millisecond
 	}
 	h.sim = twiliosim.New(o.sim)
 	hs := httptest.NewServer(h.sim)
@@ -64,9 +74,17 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.tw = tw
 	h.optouts = optout.NewStore(h.rdb)
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts})
+	h.records = calls.NewStore(h.rdb)
+	if o.polling == (tasks.Polling{}) {
+		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
+	}
+	h.client = asynq.NewClientFromRedisClient(h.rdb)
+	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Enqueuer: h.client, Polling: o.polling})
+	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{Caller: tw, Records: h.records, Polling: o.polling})
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
 		Concurrency: 8, Queues: tasks.Queues,
 		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
@@ -78,7 +96,6 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(server.Shutdown)
-	h.client = asynq.NewClientFromRedisClient(h.rdb)
 	h.insp = asynq.NewInspectorFromRedisClient(h.rdb)
 	return h
 }
@@ -138,3 +155,5 @@ func (h *harness) messagesTo(to string) []twiliosim.Message {
 }
 
 var bg = context.Background()
+
+func (h *harness) twilio(*testing.T) *twilioapi.Client { return h.tw }

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,12 +25,16 @@ const usage = `enqueue: put SMS and call tasks for twilio-worker into Redis, and
 Usage:
   enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
               [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing]
+  enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
   enqueue status TASK_ID
+  enqueue call-status CALL_SID
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
   enqueue sms --to +14155551234 --body "Order 42 shipped" --id order-42-shipped   # safe to repeat
   enqueue status order-42-shipped
+  enqueue call --to +14155551234 --say "Service api is down. Incident 123."
+  enqueue call-status CA0123456789abcdef0123456789abcdef
 
 Environment:
   REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
@@ -83,6 +86,10 @@ func run(args []string, e env) int {
 		err = cmdSMS(args[1:], e)
 	case "status":
 		err = cmdStatus(args[1:], e)
+	case "call":
+		err = cmdCall(args[1:], e)
+	case "call-status":
+		err = cmdCallStatus(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}
@@ -204,27 +211,7 @@ func cmdSMS(args []string, e env) error {
 	}
 	var norm tasks.SMSPayload
 	_ = json.Unmarshal(task.Payload(), &norm)
-
-	rdb, err := redisClient(e)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	client := asynq.NewClientFromRedisClient(rdb)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := client.EnqueueContext(ctx, task)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
-		if ferr != nil {
-			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
-		}
-		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
-	}
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: norm.To})
+	return enqueueTask(e, task, id, norm.To)
 }
 
 func cmdStatus(args []string, e env) error {

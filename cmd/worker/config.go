@@ -65,6 +65,9 @@ var variables = []variable{
 	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
 	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
 	{"POLL_INTERVAL", PollIntervalDefault.String(), "how often an idle worker checks for new tasks"},
+	{"CALL_POLL_FIRST", tasks.PollFirstDefault.String(), "first wait before a call's status is fetched; doubled after each fetch"},
+	{"CALL_POLL_MAX", tasks.PollMaxDefault.String(), "longest wait between fetches of a call's status"},
+	{"CALL_FOLLOW_MAX", tasks.FollowMaxDefault.String(), "a call not ended after this long is recorded as unknown"},
 	{"SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault.String(), "grace period for running tasks on SIGTERM"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
@@ -85,6 +88,7 @@ type Config struct {
 	CallRate        ratelimit.Rate
 	QuietHours      string
 	Rules           tasks.Rules
+	Polling         tasks.Polling
 	PollInterval    time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -205,6 +209,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(get("SHUTDOWN_TIMEOUT")); err != nil || c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be a positive duration such as 10s")
+	}
+	dur := func(name string, lo, hi time.Duration) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil || d < lo || d > hi {
+			bad(name, "must be a duration from %s to %s", lo, hi)
+		}
+		return d
+	}
+	c.Polling = tasks.Polling{
+		First:     dur("CALL_POLL_FIRST", time.Second, time.Hour),
+		Max:       dur("CALL_POLL_MAX", time.Second, time.Hour),
+		FollowMax: dur("CALL_FOLLOW_MAX", time.Minute, 7*24*time.Hour),
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -100,7 +101,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	optouts := optout.NewStore(rdb)
+	records := calls.NewStore(rdb)
+	producer := asynq.NewClientFromRedisClient(rdb)
 	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
+		Caller: tw, OptOuts: optouts, Records: records, Enqueuer: producer, Rules: cfg.Rules,
+		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
+	})
+	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
+		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
+	})
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
@@ -126,8 +136,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Client: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		OptOuts: optouts, Calls: records, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 	}
 	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)

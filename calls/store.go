@@ -1,0 +1,178 @@
+// Package calls keeps the record of each outbound call (tw:call:{sid}): who
+// was called, the status history with times, duration and answered-by. The
+// call:poll task and Twilio's status callbacks both write to it; duplicate
+// and out-of-order updates are harmless because a status never moves back
+// and a terminal status is final.
+package calls
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned when no record exists for a call SID.
+var ErrNotFound = errors.New("call record not found")
+
+// RecordTTL is how long a call record is kept after its last change.
+const RecordTTL = 30 * 24 * time.Hour
+
+// StatusUnknown is recorded when a call could not be followed to its end.
+const StatusUnknown = "unknown"
+
+// rank orders statuses: an update to a lower rank is ignored.
+var rank = map[string]int{
+	"queued": 1, "initiated": 2, "ringing": 3, "in-progress": 4,
+	"completed": 9, "busy": 9, "failed": 9, "no-answer": 9, "canceled": 9, StatusUnknown: 8,
+}
+
+// Terminal reports whether status is final.
+func Terminal(status string) bool { return rank[status] == 9 || status == StatusUnknown }
+
+// Change is one status change.
+type Change struct {
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+	Source string    `json:"source"` // "create", "poll", "callback", "timeout"
+}
+
+// Record is what is known of a call.
+type Record struct {
+	SID        string     `json:"callSid"`
+	To         string     `json:"to"`
+	From       string     `json:"from"`
+	Status     string     `json:"status"`
+	Duration   int        `json:"duration"` // seconds
+	AnsweredBy string     `json:"answeredBy,omitempty"`
+	StartTime  *time.Time `json:"startTime,omitempty"`
+	EndTime    *time.Time `json:"endTime,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	TaskID     string     `json:"taskId,omitempty"`
+	Polls      int        `json:"polls"`
+	History    []Change   `json:"history"`
+}
+
+// Terminal reports whether the recorded status is final.
+func (r *Record) Terminal() bool { return Terminal(r.Status) }
+
+// Update is a new observation of a call.
+type Update struct {
+	Status     string
+	At         time.Time
+	Source     string
+	Duration   int
+	AnsweredBy string
+	StartTime  time.Time
+	EndTime    time.Time
+}
+
+func key(sid string) string { return "tw:call:" + sid }
+
+// Store is the call record store.
+type Store struct{ rdb redis.UniversalClient }
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Create records a new call. An existing record is left as it is (a
+// re-run of call:make after a crash must not reset a call's history).
+func (s *Store) Create(ctx context.Context, r Record) error {
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now().UTC()
+	}
+	if len(r.History) == 0 {
+		r.History = []Change{{Status: r.Status, At: r.CreatedAt, Source: "create"}}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := s.rdb.SetNX(ctx, key(r.SID), b, RecordTTL).Err(); err != nil {
+		return fmt.Errorf("create call record: %w", err)
+	}
+	return nil
+}
+
+// Get returns the record of sid, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, sid string) (*Record, error) {
+	b, err := s.rdb.Get(ctx, key(sid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read call record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode call record: %w", err)
+	}
+	return &r, nil
+}
+
+// Apply merges u into the record of sid atomically (optimistic transaction)
+// and returns the record after it and whether this update made it terminal.
+// A status of lower rank than the recorded one only fills missing details.
+func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool, error) {
+	var out *Record
+	var became bool
+	txf := func(tx *redis.Tx) error {
+		b, err := tx.Get(ctx, key(sid)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		wasTerminal := r.Terminal()
+		if !wasTerminal && rank[u.Status] > rank[r.Status] {
+			r.Status = u.Status
+			r.History = append(r.History, Change{Status: u.Status, At: u.At.UTC(), Source: u.Source})
+		}
+		if u.Duration > r.Duration {
+			r.Duration = u.Duration
+		}
+		if u.AnsweredBy != "" && r.AnsweredBy == "" {
+			r.AnsweredBy = u.AnsweredBy
+		}
+		if !u.StartTime.IsZero() && r.StartTime == nil {
+			t := u.StartTime.UTC()
+			r.StartTime = &t
+		}
+		if !u.EndTime.IsZero() && r.EndTime == nil {
+			t := u.EndTime.UTC()
+			r.EndTime = &t
+		}
+		if u.Source == "poll" {
+			r.Polls++
+		}
+		nb, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key(sid), nb, RecordTTL)
+			return nil
+		})
+		out, became = &r, !wasTerminal && r.Terminal()
+		return err
+	}
+	for i := 0; i < 20; i++ {
+		err := s.rdb.Watch(ctx, txf, key(sid))
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("update call record: %w", err)
+		}
+		return out, became, nil
+	}
+	return nil, false, fmt.Errorf("update call record: too much contention")
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+func cmdCall(args []string, e env) error {
+	fs := newFlags("call", e)
+	var p tasks.CallPayload
+	var queue, id string
+	fs.StringVar(&p.To, "to", "", "number to call (required)")
+	fs.StringVar(&p.From, "from", "", "caller ID (default: the worker's number)")
+	fs.StringVar(&p.URL, "url", "", "TwiML URL, http or https (one of --url, --twiml, --say)")
+	fs.StringVar(&p.Twiml, "twiml", "", "inline TwiML: <Response>…</Response>")
+	fs.StringVar(&p.Say, "say", "", "text to read aloud")
+	fs.BoolVar(&p.Record, "record", false, "record the call (get consent first)")
+	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical, default or bulk")
+	fs.StringVar(&id, "id", "", "task id; the same id again returns the existing task")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return badInput("unexpected argument %q (quote text with spaces)", fs.Arg(0))
+	}
+	if p.To == "" {
+		return badInput("to: is required (--to)")
+	}
+	if !tasks.ValidQueue(queue) {
+		return badInput("queue: must be critical, default or bulk")
+	}
+	r, err := rules(e)
+	if err != nil {
+		return err
+	}
+	opts := []asynq.Option{asynq.Queue(queue)}
+	if id != "" {
+		opts = append(opts, asynq.TaskID(id))
+	}
+	task, err := tasks.NewMakeCallTask(p, r, opts...)
+	if err != nil {
+		return err
+	}
+	norm, _ := p.Normalize(r)
+	return enqueueTask(e, task, id, norm.To)
+}
+
+// enqueueTask enqueues task and prints where it went; with an id already
+// taken, it prints the existing task instead.
+func enqueueTask(e env, task *asynq.Task, id, to string) error {
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
+		if ferr != nil {
+			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
+		}
+		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: to, Existing: true})
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to})
+}
+
+// cmdCallStatus prints a call's state from its record; with Twilio
+// credentials in the environment it asks Twilio when the record is missing
+// or the call has not ended.
+func cmdCallStatus(args []string, e env) error {
+	fs := newFlags("call-status", e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return badInput("call-status takes one CALL_SID")
+	}
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	var fetcher tasks.CallFetcher
+	if twCfg, err := twilioapi.ConfigFromEnv(e.getenv); err == nil && twCfg.HasCredentials() {
+		if c, err := twilioapi.New(twCfg); err == nil {
+			fetcher = c
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	store := calls.NewStore(rdb)
+	st, err := tasks.LookupCall(ctx, store, fetcher, fs.Arg(0))
+	if errors.Is(err, calls.ErrNotFound) || twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
+		return inputError{fmt.Errorf("call %s: no record (and Twilio has none)", fs.Arg(0))}
+	}
+	if err != nil {
+		return err
+	}
+	rec, _ := store.Get(ctx, fs.Arg(0))
+	out := struct {
+		tasks.CallState
+		History []calls.Change `json:"history,omitempty"`
+		Polls   int            `json:"polls,omitempty"`
+	}{CallState: st}
+	if rec != nil {
+		out.History, out.Polls = rec.History, rec.Polls
+	}
+	return printJSON(e.stdout, out)
+}

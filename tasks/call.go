@@ -1,0 +1,163 @@
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+)
+
+// Call task types.
+const (
+	TypeMakeCall = "call:make"
+	TypePollCall = "call:poll"
+)
+
+// TwimlMaxChars is Twilio's limit on inline TwiML.
+const TwimlMaxChars = 4000
+
+// CallPayload is the payload of a call:make task: exactly one of URL, Twiml
+// and Say says what the call does.
+type CallPayload struct {
+	To     string `json:"to"`
+	From   string `json:"from,omitempty"`
+	URL    string `json:"url,omitempty"`   // TwiML URL (http or https)
+	Twiml  string `json:"twiml,omitempty"` // inline TwiML document
+	Say    string `json:"say,omitempty"`   // text read aloud; the worker builds the TwiML
+	Record bool   `json:"record,omitempty"`
+}
+
+// Normalize validates p and returns it with numbers in E.164.
+func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
+	r = r.WithDefaults()
+	to, err := ParseNumber("to", p.To, r.DefaultRegion)
+	if err != nil {
+		return p, err
+	}
+	p.To = to.String()
+	if p.From = strings.TrimSpace(p.From); p.From != "" {
+		from, err := ParseNumber("from", p.From, r.DefaultRegion)
+		if err != nil {
+			return p, err
+		}
+		p.From = from.String()
+	}
+	given := 0
+	for _, s := range []string{p.URL, p.Twiml, p.Say} {
+		if strings.TrimSpace(s) != "" {
+			given++
+		}
+	}
+	switch {
+	case given == 0:
+		return p, fieldErr("url", "one of url, twiml or say is required")
+	case given > 1:
+		return p, fieldErr("url", "give only one of url, twiml or say")
+	}
+	switch {
+	case p.URL != "":
+		u, err := url.Parse(strings.TrimSpace(p.URL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return p, fieldErr("url", "must be an absolute http or https URL")
+		}
+		p.URL = u.String()
+	case p.Twiml != "":
+		if utf8.RuneCountInString(p.Twiml) > TwimlMaxChars {
+			return p, fieldErr("twiml", "is longer than Twilio's %d characters", TwimlMaxChars)
+		}
+		if !isTwiml(p.Twiml) {
+			return p, fieldErr("twiml", "must be a TwiML document: <Response>…</Response>")
+		}
+	case p.Say != "":
+		if len(SayTwiml(p.Say)) > TwimlMaxChars {
+			return p, fieldErr("say", "is too long for one call's TwiML (%d characters at most)", TwimlMaxChars)
+		}
+	}
+	return p, nil
+}
+
+// isTwiml reports whether s is well-formed XML whose root is <Response>.
+func isTwiml(s string) bool {
+	dec := xml.NewDecoder(strings.NewReader(s))
+	root := ""
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return root == "Response" && errors.Is(err, io.EOF)
+		}
+		if se, ok := tok.(xml.StartElement); ok && root == "" {
+			root = se.Name.Local
+			if root != "Response" {
+				return false
+			}
+		}
+	}
+}
+
+// SayTwiml is the TwiML that reads text aloud, escaped.
+func SayTwiml(text string) string {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><Response><Say>`)
+	_ = xml.EscapeText(&b, []byte(strings.TrimSpace(text)))
+	b.WriteString(`</Say></Response>`)
+	return b.String()
+}
+
+// NewMakeCallTask validates p and returns a call:make task (queue default,
+// MaxRetry 10, result kept Rules.ResultTTL unless opts say otherwise).
+func NewMakeCallTask(p CallPayload, r Rules, opts ...asynq.Option) (*asynq.Task, error) {
+	r = r.WithDefaults()
+	p, err := p.Normalize(r)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode call payload: %w", err)
+	}
+	base := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(MaxRetryDefault),
+		asynq.Retention(r.ResultTTL), asynq.Timeout(SendTimeout)}
+	return asynq.NewTask(TypeMakeCall, payload, append(base, opts...)...), nil
+}
+
+// PollPayload is the payload of a call:poll task.
+type PollPayload struct {
+	CallSID string `json:"callSid"`
+}
+
+// PollTaskID is the task id of a call's follow-up, so it is made only once.
+func PollTaskID(callSID string) string { return "call-poll:" + callSID }
+
+// NewPollCallTask returns the follow-up task of a call, first run after delay.
+func NewPollCallTask(callSID string, delay, resultTTL time.Duration) *asynq.Task {
+	payload, _ := json.Marshal(PollPayload{CallSID: callSID})
+	return asynq.NewTask(TypePollCall, payload, asynq.Queue(QueueDefault), asynq.TaskID(PollTaskID(callSID)),
+		asynq.ProcessIn(delay), asynq.MaxRetry(MaxRetryDefault), asynq.Retention(resultTTL), asynq.Timeout(time.Minute))
+}
+
+// CallResult is the result of a call:make task.
+type CallResult struct {
+	CallSID     string `json:"callSid,omitempty"`
+	Status      string `json:"status"`
+	DateCreated string `json:"dateCreated,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// CallState is the agent hub's getCallStatus answer.
+type CallState struct {
+	CallSID   string `json:"callSid"`
+	Status    string `json:"status"`
+	Duration  int    `json:"duration"`
+	StartTime string `json:"startTime,omitempty"`
+	EndTime   string `json:"endTime,omitempty"`
+	To        string `json:"to"`
+	From      string `json:"from"`
+}

@@ -1,0 +1,320 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// Caller places and fetches calls. *twilioapi.Client is one.
+type Caller interface {
+	CreateCall(ctx context.Context, p twilioapi.CallParams) (*twilioapi.Call, error)
+	FetchCall(ctx context.Context, sid string) (*twilioapi.Call, error)
+}
+
+// Enqueuer puts tasks in the queue. *asynq.Client is one.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Polling defaults: a call is fetched after 2 s, 4 s, 8 s … at most every
+// 30 s, and given up as unknown after 4 h.
+const (
+	PollFirstDefault   = 2 * time.Second
+	PollMaxDefault     = 30 * time.Second
+	FollowMaxDefault   = 4 * time.Hour
+	pollFailureWaitMin = time.Second
+)
+
+// Polling says how a call is followed. Zero fields mean defaults.
+type Polling struct {
+	First     time.Duration // first wait, doubled after every poll
+	Max       time.Duration // longest wait between polls
+	FollowMax time.Duration // after this the call is recorded as unknown
+}
+
+// WithDefaults fills zero fields.
+func (p Polling) WithDefaults() Polling {
+	if p.First <= 0 {
+		p.First = PollFirstDefault
+	}
+	if p.Max <= 0 {
+		p.Max = PollMaxDefault
+	}
+	if p.FollowMax <= 0 {
+		p.FollowMax = FollowMaxDefault
+	}
+	return p
+}
+
+// Wait returns the wait after the n-th poll (n ≥ 0): First·2ⁿ, at most Max.
+func (p Polling) Wait(n int) time.Duration {
+	p = p.WithDefaults()
+	if n > 30 {
+		return p.Max
+	}
+	return min(p.First<<n, p.Max)
+}
+
+// CallHandler processes call:make tasks.
+type CallHandler struct {
+	Caller         Caller
+	OptOuts        OptOuts
+	Records        *calls.Store
+	Enqueuer       Enqueuer
+	Rules          Rules
+	Polling        Polling
+	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
+	Logger         *slog.Logger
+	Metrics        *metrics.Metrics
+}
+
+// CallStatusEvents are the call events Twilio is asked to report.
+var CallStatusEvents = []string{"initiated", "ringing", "answered", "completed"}
+
+// ProcessTask implements asynq.Handler.
+func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	h.Metrics.TaskRun(TypeMakeCall)
+	r := h.Rules.WithDefaults()
+	id, _ := asynq.GetTaskID(ctx)
+	log := logger(h.Logger).With("task", id)
+
+	var p CallPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return archive("invalid payload: %v", err)
+	}
+	p, err := p.Normalize(r)
+	if err != nil {
+		return archive("invalid payload: %v", err)
+	}
+	to := phone.Number(p.To)
+	log = log.With("to", to)
+
+	out, err := h.OptOuts.OptedOut(ctx, optout.Voice, p.To)
+	if err != nil {
+		return fmt.Errorf("check do-not-call: %w", err)
+	}
+	if out {
+		log.Info("call skipped: number is on the do-not-call list")
+		return writeResult(t, log, CallResult{Status: "skipped", Reason: "recipient opted out of calls"})
+	}
+
+	params := twilioapi.CallParams{To: p.To, From: p.From, URL: p.URL, Twiml: p.Twiml, Record: p.Record}
+	if p.Say != "" {
+		params.Twiml = SayTwiml(p.Say)
+	}
+	if h.StatusCallback != "" {
+		params.StatusCallback, params.StatusCallbackEvents = h.StatusCallback, CallStatusEvents
+	}
+	now := r.Now()
+	call, err := h.Caller.CreateCall(ctx, params)
+	if err != nil {
+		return callFailed(log, err, now)
+	}
+	created := call.DateCreated
+	if created.IsZero() {
+		created = now
+	}
+	log = log.With("sid", call.SID)
+	if h.Records != nil {
+		if err := h.Records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From,
+			Status: call.Status, CreatedAt: created.UTC(), TaskID: id}); err != nil {
+			// The call is placed: do not place it again; the poll creates the record.
+			log.Warn("could not record the call", "err", err)
+		}
+	}
+	if h.Enqueuer != nil {
+		poll := NewPollCallTask(call.SID, h.Polling.Wait(0), r.ResultTTL)
+		if _, err := h.Enqueuer.EnqueueContext(ctx, poll); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			log.Error("could not enqueue the call's follow-up", "err", err)
+		}
+	}
+	log.Info("call placed", "status", call.Status)
+	return writeResult(t, log, CallResult{CallSID: call.SID, Status: call.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+}
+
+// callFailed decides the fate of a call:make whose create failed.
+func callFailed(log *slog.Logger, err error, now time.Time) error {
+	var te *twilioapi.Error
+	if !errors.As(err, &te) {
+		return fmt.Errorf("create call: %w", err)
+	}
+	switch {
+	case te.Class == twilioapi.ClassConfig:
+		log.Error("call refused: Twilio sender or account configuration", "code", te.Code, "err", te.Message)
+		return archive("%s", te.Error())
+	case te.Class.Permanent():
+		log.Warn("call refused by Twilio", "code", te.Code, "err", te.Message)
+		return archive("%s", te.Error())
+	case te.Class == twilioapi.ClassRateLimited:
+		wait := te.RetryAfter
+		if wait <= 0 {
+			wait = RateLimitWaitDefault
+		}
+		return &ratelimit.DeferError{Until: now.Add(wait), Reason: te.Error()}
+	}
+	log.Warn("call failed; will retry", "class", te.Class.String(), "err", te.Message)
+	return fmt.Errorf("create call: %w", te)
+}
+
+// PollHandler processes call:poll tasks: it follows a call with growing
+// waits until it ends. Waiting is a DeferError, so it neither holds a worker
+// slot nor uses up retries; Twilio failures while polling only lengthen the
+// wait.
+type PollHandler struct {
+	Caller  Caller
+	Records *calls.Store
+	Polling Polling
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *PollHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	h.Metrics.TaskRun(TypePollCall)
+	pol := h.Polling.WithDefaults()
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	var p PollPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.CallSID == "" {
+		return archive("invalid payload: want {\"callSid\":\"CA…\"}")
+	}
+	log := logger(h.Logger).With("sid", p.CallSID)
+
+	rec, err := h.Records.Get(ctx, p.CallSID)
+	switch {
+	case errors.Is(err, calls.ErrNotFound):
+		rec = nil
+	case err != nil:
+		return &ratelimit.DeferError{Until: now.Add(pollFailureWaitMin), Reason: "call record unreadable: " + err.Error()}
+	}
+	if rec != nil && rec.Terminal() {
+		// A status callback ended it: no fetch needed.
+		return writeResult(t, log, StateOf(rec))
+	}
+	if rec != nil && now.Sub(rec.CreatedAt) > pol.FollowMax {
+		rec, became, err := h.Records.Apply(ctx, p.CallSID, calls.Update{Status: calls.StatusUnknown, At: now, Source: "timeout"})
+		if err != nil {
+			return &ratelimit.DeferError{Until: now.Add(pollFailureWaitMin), Reason: err.Error()}
+		}
+		if became {
+			h.Metrics.Call(calls.StatusUnknown)
+		}
+		log.Warn("call followed for too long; recorded as unknown", "followed", pol.FollowMax)
+		return writeResult(t, log, StateOf(rec))
+	}
+
+	call, err := h.Caller.FetchCall(ctx, p.CallSID)
+	if err != nil {
+		if twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
+			return archive("call %s: Twilio has no such call", p.CallSID)
+		}
+		polls := 0
+		if rec != nil {
+			polls = rec.Polls
+			_, _, _ = h.Records.Apply(ctx, p.CallSID, calls.Update{At: now, Source: "poll"})
+		}
+		wait := pol.Wait(polls + 1)
+		log.Warn("call poll failed; will poll again", "err", err, "wait", wait)
+		return &ratelimit.DeferError{Until: now.Add(wait), Reason: "fetch failed: " + err.Error()}
+	}
+	if rec == nil {
+		created := call.DateCreated
+		if created.IsZero() {
+			created = now
+		}
+		if err := h.Records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From, Status: "queued", CreatedAt: created}); err != nil {
+			return &ratelimit.DeferError{Until: now.Add(pollFailureWaitMin), Reason: err.Error()}
+		}
+	}
+	rec, became, err := h.Records.Apply(ctx, p.CallSID, calls.Update{Status: call.Status, At: now, Source: "poll",
+		Duration: call.Duration, AnsweredBy: call.AnsweredBy, StartTime: call.StartTime, EndTime: call.EndTime})
+	if err != nil {
+		return &ratelimit.DeferError{Until: now.Add(pollFailureWaitMin), Reason: err.Error()}
+	}
+	if rec.Terminal() {
+		if became {
+			h.Metrics.Call(rec.Status)
+		}
+		log.Info("call ended", "status", rec.Status, "duration", rec.Duration, "polls", rec.Polls)
+		return writeResult(t, log, StateOf(rec))
+	}
+	wait := pol.Wait(rec.Polls)
+	return &ratelimit.DeferError{Until: now.Add(wait), Reason: fmt.Sprintf("call %s is %s; next poll in %s", p.CallSID, rec.Status, wait)}
+}
+
+// StateOf is the getCallStatus view of a record.
+func StateOf(r *calls.Record) CallState {
+	s := CallState{CallSID: r.SID, Status: r.Status, Duration: r.Duration, To: r.To, From: r.From}
+	if r.StartTime != nil {
+		s.StartTime = r.StartTime.UTC().Format(time.RFC3339)
+	}
+	if r.EndTime != nil {
+		s.EndTime = r.EndTime.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// CallFetcher fetches a call from Twilio.
+type CallFetcher interface {
+	FetchCall(ctx context.Context, sid string) (*twilioapi.Call, error)
+}
+
+// LookupCall answers getCallStatus: from the record, asking Twilio (when
+// fetcher is not nil) if the record is missing or the call has not ended.
+func LookupCall(ctx context.Context, records *calls.Store, fetcher CallFetcher, sid string) (CallState, error) {
+	rec, err := records.Get(ctx, sid)
+	if err != nil && !errors.Is(err, calls.ErrNotFound) {
+		return CallState{}, err
+	}
+	if (rec == nil || !rec.Terminal()) && fetcher != nil {
+		call, ferr := fetcher.FetchCall(ctx, sid)
+		if ferr == nil {
+			if rec == nil {
+				_ = records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From, Status: "queued", CreatedAt: call.DateCreated})
+			}
+			if r, _, aerr := records.Apply(ctx, sid, calls.Update{Status: call.Status, At: time.Now(), Source: "lookup",
+				Duration: call.Duration, AnsweredBy: call.AnsweredBy, StartTime: call.StartTime, EndTime: call.EndTime}); aerr == nil {
+				rec = r
+			}
+		} else if rec == nil {
+			return CallState{}, ferr
+		}
+	}
+	if rec == nil {
+		return CallState{}, calls.ErrNotFound
+	}
+	return StateOf(rec), nil
+}
+
+func writeResult(t *asynq.Task, log *slog.Logger, v any) error {
+	if w := t.ResultWriter(); w != nil {
+		b, _ := json.Marshal(v)
+		if _, err := w.Write(b); err != nil {
+			log.Warn("could not store task result", "err", err)
+		}
+	}
+	return nil
+}
+
+func logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
