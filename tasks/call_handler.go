@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/phone"
@@ -18,10 +19,11 @@ import (
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
-// Caller places and fetches calls. *twilioapi.Client is one.
+// Caller places, fetches and lists calls. *twilioapi.Client is one.
 type Caller interface {
 	CreateCall(ctx context.Context, p twilioapi.CallParams) (*twilioapi.Call, error)
 	FetchCall(ctx context.Context, sid string) (*twilioapi.Call, error)
+	ListCalls(ctx context.Context, p twilioapi.CallListParams) ([]twilioapi.Call, error)
 }
 
 // Enqueuer puts tasks in the queue. *asynq.Client is one.
@@ -73,6 +75,7 @@ type CallHandler struct {
 	Caller         Caller
 	OptOuts        OptOuts
 	Records        *calls.Store
+	Ledger         *ledger.Ledger // a task that runs twice places one call; nil disables it
 	Enqueuer       Enqueuer
 	Rules          Rules
 	Polling        Polling
@@ -119,9 +122,28 @@ func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		params.StatusCallback, params.StatusCallbackEvents = h.StatusCallback, CallStatusEvents
 	}
 	now := r.Now()
-	call, err := h.Caller.CreateCall(ctx, params)
+	call, err := h.earlierCall(ctx, log, id, p)
 	if err != nil {
-		return callFailed(log, err, now)
+		return err
+	}
+	if call == nil {
+		if h.Ledger != nil {
+			if err := h.Ledger.Begin(ctx, id, now); err != nil {
+				return err
+			}
+		}
+		call, err = h.Caller.CreateCall(ctx, params)
+		if err != nil {
+			if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
+				_ = h.Ledger.Abandon(ctx, id)
+			}
+			return callFailed(log, err, now)
+		}
+		if h.Ledger != nil {
+			if err := h.Ledger.Commit(ctx, id, call.SID); err != nil {
+				log.Warn("could not record the placed call in the ledger", "sid", call.SID, "err", err)
+			}
+		}
 	}
 	created := call.DateCreated
 	if created.IsZero() {
@@ -143,6 +165,41 @@ func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Info("call placed", "status", call.Status)
 	return writeResult(t, log, CallResult{CallSID: call.SID, Status: call.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+}
+
+// earlierCall returns the call an earlier run of the task placed, from the
+// ledger or by reconciling a lost answer with Twilio's list; nil when none.
+func (h *CallHandler) earlierCall(ctx context.Context, log *slog.Logger, id string, p CallPayload) (*twilioapi.Call, error) {
+	if h.Ledger == nil || id == "" {
+		return nil, nil
+	}
+	e, err := h.Ledger.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sid := e.SID
+	if sid == "" && e.Pending() {
+		list, err := h.Caller.ListCalls(ctx, twilioapi.CallListParams{To: p.To, From: p.From, Limit: 200})
+		if err != nil {
+			return nil, fmt.Errorf("reconcile an earlier attempt: %w", err)
+		}
+		cands := make([]ledger.Candidate, len(list))
+		for i, c := range list {
+			cands[i] = ledger.Candidate{SID: c.SID, Created: c.DateCreated, Matches: c.To == p.To}
+		}
+		if sid, err = h.Ledger.Reconcile(ctx, e, cands); err != nil {
+			return nil, fmt.Errorf("reconcile an earlier attempt: %w", err)
+		}
+	}
+	if sid == "" {
+		return nil, nil
+	}
+	log.Info("call already placed by an earlier run; not placing it again", "sid", sid)
+	call, err := h.Caller.FetchCall(ctx, sid)
+	if err != nil {
+		return &twilioapi.Call{SID: sid, To: p.To, From: p.From, Status: "queued", DateCreated: e.StartedAt}, nil
+	}
+	return call, nil
 }
 
 // callFailed decides the fate of a call:make whose create failed.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -77,13 +78,14 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	h.tw = tw
 	h.optouts = optout.NewStore(h.rdb)
 	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts})
+	led := ledger.New(h.rdb)
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led})
 	h.records = calls.NewStore(h.rdb)
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
 	}
 	h.client = asynq.NewClientFromRedisClient(h.rdb)
-	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Enqueuer: h.client, Polling: o.polling})
+	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{Caller: tw, Records: h.records, Polling: o.polling})
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
 		Concurrency: 8, Queues: tasks.Queues,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/phone"
@@ -17,9 +18,11 @@ import (
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
-// Messenger sends SMS. *twilioapi.Client is one.
+// Messenger sends SMS and lists what was sent (for reconciliation).
+// *twilioapi.Client is one.
 type Messenger interface {
 	SendSMS(ctx context.Context, p twilioapi.SendParams) (*twilioapi.Message, error)
+	ListMessages(ctx context.Context, p twilioapi.ListParams) ([]twilioapi.Message, error)
 }
 
 // OptOuts is the opt-out store as the handlers need it. *optout.Store is one.
@@ -33,9 +36,11 @@ const RateLimitWaitDefault = time.Second
 
 // SMSHandler processes sms:send tasks.
 type SMSHandler struct {
-	Messenger      Messenger
-	OptOuts        OptOuts
-	Rules          Rules
+	Messenger Messenger
+	OptOuts   OptOuts
+	Rules     Rules
+	// Ledger makes a task that runs twice send once; nil disables it.
+	Ledger         *ledger.Ledger
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
@@ -64,6 +69,15 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	to := phone.Number(p.To)
 	log = log.With("to", to)
 
+	// A task that already reached Twilio never sends again.
+	done, err := h.alreadySent(ctx, log, id, p)
+	if err != nil {
+		return err
+	}
+	if done != nil {
+		return h.writeResult(t, *done)
+	}
+
 	now := r.Now()
 	if expired(p, now) {
 		h.Metrics.Skipped("expired")
@@ -87,9 +101,26 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if p.ExpiresAt != nil {
 		params.ValidityPeriod = p.ExpiresAt.Sub(now)
 	}
+	if h.Ledger != nil {
+		if err := h.Ledger.Begin(ctx, id, now); err != nil {
+			return err // without the record a crash could send twice: retry
+		}
+	}
 	msg, err := h.Messenger.SendSMS(ctx, params)
 	if err != nil {
+		if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
+			// Twilio answered: nothing was created.
+			if aerr := h.Ledger.Abandon(ctx, id); aerr != nil {
+				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
+			}
+		}
 		return h.failed(ctx, log, p, now, err)
+	}
+	if h.Ledger != nil {
+		if err := h.Ledger.Commit(ctx, id, msg.SID); err != nil {
+			// The message went. A re-run reconciles and finds it.
+			log.Warn("could not record the sent message in the ledger", "sid", msg.SID, "err", err)
+		}
 	}
 	h.Metrics.Sent()
 	log.Info("sms sent", "sid", msg.SID, "status", msg.Status, "segments", msg.NumSegments)
@@ -139,6 +170,50 @@ func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload,
 		log.Warn("sms send failed; will retry", "class", te.Class.String(), "err", te.Message)
 		return fmt.Errorf("send sms: %w", te)
 	}
+}
+
+// alreadySent returns the task's result when the ledger shows that an
+// earlier run reached Twilio: with a SID recorded, or found by reconciling an
+// attempt whose outcome was lost.
+func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id string, p SMSPayload) (*SMSResult, error) {
+	if h.Ledger == nil || id == "" {
+		return nil, nil
+	}
+	e, err := h.Ledger.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if e.Sent() {
+		log.Info("sms already sent by an earlier run; not sending again", "sid", e.SID)
+		return &SMSResult{MessageSID: e.SID, Status: "sent", DateCreated: e.StartedAt.Format(time.RFC3339)}, nil
+	}
+	if !e.Pending() {
+		return nil, nil
+	}
+	list, err := h.Messenger.ListMessages(ctx, twilioapi.ListParams{To: p.To, From: p.From, Limit: 200})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile an earlier attempt: %w", err)
+	}
+	cands := make([]ledger.Candidate, len(list))
+	for i, m := range list {
+		cands[i] = ledger.Candidate{SID: m.SID, Created: m.DateCreated, Matches: m.Body == p.Body && m.To == p.To}
+	}
+	sid, err := h.Ledger.Reconcile(ctx, e, cands)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile an earlier attempt: %w", err)
+	}
+	if sid == "" {
+		log.Info("earlier attempt did not reach Twilio; sending", "attempts", e.Attempts)
+		return nil, nil
+	}
+	h.Metrics.Sent()
+	for _, m := range list {
+		if m.SID == sid {
+			log.Info("earlier attempt reached Twilio; recorded instead of sending again", "sid", sid)
+			return &SMSResult{MessageSID: sid, Status: m.Status, DateCreated: m.DateCreated.UTC().Format(time.RFC3339)}, nil
+		}
+	}
+	return nil, nil
 }
 
 func expired(p SMSPayload, now time.Time) bool {

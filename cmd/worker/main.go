@@ -26,6 +26,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/httpapi"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -102,17 +103,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	optouts := optout.NewStore(rdb)
 	records := calls.NewStore(rdb)
+	sends := ledger.New(rdb)
 	producer := asynq.NewClientFromRedisClient(rdb)
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Enqueuer: producer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Enqueuer: producer, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optouts, Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Ledger: sends, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 

@@ -1,0 +1,146 @@
+// Package ledger is the send ledger that makes a handler that runs twice send
+// once. asynq delivers at least once (a killed worker's task runs again, a
+// shutdown re-queues tasks in flight) and a Twilio timeout leaves us not
+// knowing whether a message went; Twilio has no idempotency key.
+//
+// Before calling Twilio a handler records the attempt (tw:send:{taskId} with
+// its start time); after Twilio accepts, the SID. A task whose entry holds a
+// SID never sends again. A task that finds an attempt without a SID (it
+// crashed mid-request, or the answer was lost) reconciles: it lists what
+// Twilio has for that recipient since the attempt began and claims a match
+// instead of sending. Claims (tw:sid:{sid}) make sure two tasks sending the
+// same text to the same number never both take one message as theirs.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TTL is how long entries and claims are kept: longer than any task lives.
+const TTL = 7 * 24 * time.Hour
+
+// Skew is how much earlier than our recorded start Twilio's date_created may
+// read (its dates have whole seconds, and clocks differ).
+const Skew = 2 * time.Minute
+
+// Entry is a task's line in the ledger.
+type Entry struct {
+	TaskID    string
+	StartedAt time.Time // first attempt that may have reached Twilio
+	SID       string    // set once Twilio accepted
+	Attempts  int
+}
+
+// Sent reports whether Twilio accepted the task's message or call.
+func (e Entry) Sent() bool { return e.SID != "" }
+
+// Pending reports whether an attempt began and its outcome is unknown.
+func (e Entry) Pending() bool { return e.SID == "" && !e.StartedAt.IsZero() }
+
+func entryKey(taskID string) string { return "tw:send:" + taskID }
+func claimKey(sid string) string    { return "tw:sid:" + sid }
+
+// Ledger is the send ledger in Redis.
+type Ledger struct{ rdb redis.UniversalClient }
+
+// New returns a Ledger on rdb.
+func New(rdb redis.UniversalClient) *Ledger { return &Ledger{rdb: rdb} }
+
+// Get returns the task's entry (zero when the task never attempted a send).
+func (l *Ledger) Get(ctx context.Context, taskID string) (Entry, error) {
+	m, err := l.rdb.HGetAll(ctx, entryKey(taskID)).Result()
+	if err != nil {
+		return Entry{}, fmt.Errorf("read send ledger: %w", err)
+	}
+	e := Entry{TaskID: taskID, SID: m["sid"]}
+	if ns, err := strconv.ParseInt(m["startedAt"], 10, 64); err == nil {
+		e.StartedAt = time.Unix(0, ns).UTC()
+	}
+	e.Attempts, _ = strconv.Atoi(m["attempts"])
+	return e, nil
+}
+
+// Begin records that an attempt starts now. The first attempt's start is
+// kept: reconciliation must look back to it.
+func (l *Ledger) Begin(ctx context.Context, taskID string, now time.Time) error {
+	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, entryKey(taskID), "startedAt", strconv.FormatInt(now.UnixNano(), 10))
+		p.HIncrBy(ctx, entryKey(taskID), "attempts", 1)
+		p.Expire(ctx, entryKey(taskID), TTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record send attempt: %w", err)
+	}
+	return nil
+}
+
+// ErrClaimed is returned by Commit when another task already owns the SID.
+var ErrClaimed = errors.New("message already claimed by another task")
+
+// Commit records that Twilio accepted the task's message as sid, and claims
+// sid for the task.
+func (l *Ledger) Commit(ctx context.Context, taskID, sid string) error {
+	ok, err := l.rdb.SetNX(ctx, claimKey(sid), taskID, TTL).Result()
+	if err != nil {
+		return fmt.Errorf("claim %s: %w", sid, err)
+	}
+	if !ok {
+		owner, _ := l.rdb.Get(ctx, claimKey(sid)).Result()
+		if owner != taskID {
+			return ErrClaimed
+		}
+	}
+	_, err = l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, entryKey(taskID), "sid", sid)
+		p.Expire(ctx, entryKey(taskID), TTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record sid: %w", err)
+	}
+	return nil
+}
+
+// Abandon forgets an attempt that certainly did not reach Twilio (Twilio
+// answered with an error), so the next attempt need not reconcile.
+func (l *Ledger) Abandon(ctx context.Context, taskID string) error {
+	return l.rdb.HDel(ctx, entryKey(taskID), "startedAt").Err()
+}
+
+// Candidate is something Twilio has that may be the task's message or call.
+type Candidate struct {
+	SID     string
+	Created time.Time
+	Matches bool // same recipient, sender and content
+}
+
+// Reconcile looks for the task's message among candidates (what Twilio lists
+// for the recipient): the first that matches, was created no earlier than the
+// attempt's start less Skew, and is not claimed by another task is committed
+// as the task's. It returns the SID, or "" when Twilio has none.
+func (l *Ledger) Reconcile(ctx context.Context, e Entry, candidates []Candidate) (string, error) {
+	since := e.StartedAt.Add(-Skew)
+	// Twilio lists newest first; the oldest matching one is ours.
+	for i := len(candidates) - 1; i >= 0; i-- {
+		c := candidates[i]
+		if !c.Matches || c.Created.Before(since) {
+			continue
+		}
+		switch err := l.Commit(ctx, e.TaskID, c.SID); {
+		case err == nil:
+			return c.SID, nil
+		case errors.Is(err, ErrClaimed):
+			continue
+		default:
+			return "", err
+		}
+	}
+	return "", nil
+}

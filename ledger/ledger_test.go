@@ -1,0 +1,81 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/ledger"
+)
+
+func TestLedgerLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := ledger.New(redistest.Start(t).Client(t))
+	e, err := l.Get(ctx, "t1")
+	if err != nil || e.Sent() || e.Pending() {
+		t.Fatalf("fresh entry %+v %v", e, err)
+	}
+	start := time.Now()
+	if err := l.Begin(ctx, "t1", start); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Begin(ctx, "t1", start.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	e, _ = l.Get(ctx, "t1")
+	if !e.Pending() || e.Attempts != 2 || !e.StartedAt.Equal(start.UTC().Truncate(time.Nanosecond)) {
+		t.Fatalf("entry %+v: the first start must be kept", e)
+	}
+	if err := l.Abandon(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ = l.Get(ctx, "t1"); e.Pending() {
+		t.Fatal("abandoned attempt still pending")
+	}
+	if err := l.Commit(ctx, "t1", "SM1"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ = l.Get(ctx, "t1"); !e.Sent() || e.SID != "SM1" {
+		t.Fatalf("entry %+v", e)
+	}
+	if err := l.Commit(ctx, "t1", "SM1"); err != nil {
+		t.Fatalf("re-commit by the owner: %v", err)
+	}
+	if err := l.Commit(ctx, "t2", "SM1"); !errors.Is(err, ledger.ErrClaimed) {
+		t.Fatalf("another task took SM1: %v", err)
+	}
+}
+
+func TestReconcileClaimsOnlyUnclaimedRecentMatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := ledger.New(redistest.Start(t).Client(t))
+	start := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := l.Begin(ctx, id, start); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Newest first, as Twilio lists: two identical texts to one number.
+	cands := []ledger.Candidate{
+		{SID: "SM3", Created: start.Add(2 * time.Second), Matches: true},
+		{SID: "SMx", Created: start.Add(time.Second), Matches: false},
+		{SID: "SM2", Created: start.Add(time.Second), Matches: true},
+		{SID: "SMold", Created: start.Add(-time.Hour), Matches: true},
+	}
+	got := map[string]string{}
+	for _, id := range []string{"a", "b", "c"} {
+		e, _ := l.Get(ctx, id)
+		sid, err := l.Reconcile(ctx, e, cands)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[id] = sid
+	}
+	if got["a"] != "SM2" || got["b"] != "SM3" || got["c"] != "" {
+		t.Fatalf("claims %v: each message may be one task's only, and an old one is nobody's", got)
+	}
+}
