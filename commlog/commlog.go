@@ -1,0 +1,210 @@
+// Package commlog is the communications log: every attempt and outcome
+// (queued, sent, delivered, failed with its code, skipped with its reason,
+// deferred, opt-out changes) appended to the Redis stream tw:log, trimmed to
+// LOG_RETENTION. Bodies are kept or redacted (LOG_BODIES). The seed asks to
+// "log all communications"; this is that record, queried by `enqueue log`.
+package commlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Key is the stream.
+const Key = "tw:log"
+
+// RetentionDefault is LOG_RETENTION's default.
+const RetentionDefault = 30 * 24 * time.Hour
+
+// Events.
+const (
+	Queued      = "queued"
+	Sending     = "sending"
+	Sent        = "sent"
+	Delivered   = "delivered"
+	Undelivered = "undelivered"
+	Failed      = "failed"
+	Skipped     = "skipped"
+	Deferred    = "deferred"
+	Redelivery  = "redelivery"
+	OptOut      = "opt-out"
+	OptIn       = "opt-in"
+	CallEnded   = "call-ended"
+)
+
+// Entry is one line of the log.
+type Entry struct {
+	ID      string    `json:"id,omitempty"` // stream id, set when read
+	At      time.Time `json:"at"`
+	Event   string    `json:"event"`
+	Channel string    `json:"channel,omitempty"` // sms, voice
+	TaskID  string    `json:"taskId,omitempty"`
+	SID     string    `json:"sid,omitempty"`
+	To      string    `json:"to,omitempty"`
+	From    string    `json:"from,omitempty"`
+	Body    string    `json:"body,omitempty"`
+	Status  string    `json:"status,omitempty"`
+	Code    int       `json:"code,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Until   string    `json:"until,omitempty"`
+	Source  string    `json:"source,omitempty"`
+}
+
+// Log appends to and reads the stream. A nil *Log records nothing.
+type Log struct {
+	rdb        redis.UniversalClient
+	retention  time.Duration
+	keepBodies bool
+	now        func() time.Time
+}
+
+// Config configures a Log.
+type Config struct {
+	Retention  time.Duration // LOG_RETENTION; RetentionDefault when zero
+	KeepBodies bool          // LOG_BODIES=keep; bodies are redacted otherwise
+}
+
+// New returns a Log on rdb.
+func New(rdb redis.UniversalClient, cfg Config) *Log {
+	if cfg.Retention <= 0 {
+		cfg.Retention = RetentionDefault
+	}
+	return &Log{rdb: rdb, retention: cfg.Retention, keepBodies: cfg.KeepBodies, now: time.Now}
+}
+
+// Append records e. Errors are returned for the caller to log; a failure to
+// write the log never changes a message's fate.
+func (l *Log) Append(ctx context.Context, e Entry) error {
+	if l == nil {
+		return nil
+	}
+	if e.At.IsZero() {
+		e.At = l.now()
+	}
+	if e.Body != "" && !l.keepBodies {
+		e.Body = fmt.Sprintf("[redacted, %d characters]", len([]rune(e.Body)))
+	}
+	values := map[string]any{"at": e.At.UTC().Format(time.RFC3339Nano), "event": e.Event}
+	set := func(k, v string) {
+		if v != "" {
+			values[k] = v
+		}
+	}
+	set("channel", e.Channel)
+	set("taskId", e.TaskID)
+	set("sid", e.SID)
+	set("to", e.To)
+	set("from", e.From)
+	set("body", e.Body)
+	set("status", e.Status)
+	set("reason", e.Reason)
+	set("until", e.Until)
+	set("source", e.Source)
+	if e.Code != 0 {
+		values["code"] = strconv.Itoa(e.Code)
+	}
+	// Stream ids are the time of appending: trim by that clock.
+	minID := strconv.FormatInt(l.now().Add(-l.retention).UnixMilli(), 10)
+	return l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: Key, MinID: minID, Approx: true, Values: values}).Err()
+}
+
+// Filter selects entries. Zero fields select everything.
+type Filter struct {
+	To     string // E.164
+	TaskID string
+	SID    string
+	Since  time.Time
+}
+
+func (f Filter) match(e Entry) bool {
+	return (f.To == "" || e.To == f.To) && (f.TaskID == "" || e.TaskID == f.TaskID) &&
+		(f.SID == "" || e.SID == f.SID) && !e.At.Before(f.Since)
+}
+
+func decode(m redis.XMessage) Entry {
+	s := func(k string) string { v, _ := m.Values[k].(string); return v }
+	e := Entry{ID: m.ID, Event: s("event"), Channel: s("channel"), TaskID: s("taskId"), SID: s("sid"),
+		To: s("to"), From: s("from"), Body: s("body"), Status: s("status"), Reason: s("reason"),
+		Until: s("until"), Source: s("source")}
+	e.At, _ = time.Parse(time.RFC3339Nano, s("at"))
+	e.Code, _ = strconv.Atoi(s("code"))
+	return e
+}
+
+func startID(since time.Time) string {
+	if since.IsZero() {
+		return "-"
+	}
+	return strconv.FormatInt(since.UnixMilli(), 10)
+}
+
+// Read calls fn for each entry matching f, oldest first, reading the stream
+// in pages so memory stays bounded. fn returning an error stops the read.
+func (l *Log) Read(ctx context.Context, f Filter, fn func(Entry) error) (last string, err error) {
+	start := startID(f.Since)
+	last = "0"
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, Key, start, "+", 500).Result()
+		if err != nil {
+			return last, fmt.Errorf("read %s: %w", Key, err)
+		}
+		for _, m := range msgs {
+			last = m.ID
+			if e := decode(m); f.match(e) {
+				if err := fn(e); err != nil {
+					return last, err
+				}
+			}
+		}
+		if len(msgs) < 500 {
+			return last, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+// Follow calls fn for entries matching f appended after the stream id
+// after, until ctx ends.
+func (l *Log) Follow(ctx context.Context, f Filter, after string, fn func(Entry) error) error {
+	if after == "" {
+		after = "$"
+	}
+	for {
+		res, err := l.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{Key, after}, Block: time.Second, Count: 500}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			return fmt.Errorf("follow %s: %w", Key, err)
+		}
+		for _, stream := range res {
+			for _, m := range stream.Messages {
+				after = m.ID
+				if e := decode(m); f.match(e) {
+					if err := fn(e); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+}
+
+// ParseBodies reads LOG_BODIES: keep or redact.
+func ParseBodies(s string) (keep bool, err error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "redact":
+		return false, nil
+	case "keep":
+		return true, nil
+	}
+	return false, errors.New("must be keep or redact")
+}
