@@ -1,0 +1,135 @@
+// Package delivery follows each message after Twilio accepted it, until the
+// carrier reports it delivered, undelivered or failed. Twilio's status
+// callbacks and the sms:track task both feed one record per message,
+// tw:msg:{sid}; a status never moves back, so duplicate and reordered
+// callbacks are harmless, and exactly one update makes a message final.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned for a message that is not tracked.
+var ErrNotFound = errors.New("message not tracked")
+
+// TTL is how long a message record is kept after its last change.
+const TTL = 7 * 24 * time.Hour
+
+// RedeliverMaxDefault is REDELIVER_MAX's default.
+const RedeliverMaxDefault = 2
+
+var rank = map[string]int{
+	"accepted": 1, "scheduled": 1, "queued": 2, "sending": 3, "sent": 4,
+	"delivered": 9, "undelivered": 9, "failed": 9, "canceled": 9, "read": 10,
+}
+
+// Final reports whether a message status is final.
+func Final(status string) bool { return rank[status] >= 9 }
+
+// transientCodes are carrier errors after which sending again may work.
+var transientCodes = map[int]bool{30001: true, 30003: true, 30008: true}
+
+// Transient reports whether an undelivered/failed message with this error
+// code is worth sending again.
+func Transient(code int) bool { return transientCodes[code] }
+
+func key(sid string) string { return "tw:msg:" + sid }
+
+// Record is what is known of a sent message.
+type Record struct {
+	SID       string    `json:"messageSid"`
+	TaskID    string    `json:"taskId,omitempty"`
+	To        string    `json:"to"`
+	Campaign  string    `json:"campaign,omitempty"`
+	Attempt   int       `json:"attempt"` // 0 for the first send, n for the n-th redelivery
+	Status    string    `json:"status"`
+	ErrorCode int       `json:"errorCode,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Final reports whether the record's status is final.
+func (r Record) Final() bool { return Final(r.Status) }
+
+// Store keeps message records.
+type Store struct{ rdb redis.UniversalClient }
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Track starts the record of a message Twilio accepted. An existing record
+// is kept (a callback may have arrived first).
+func (s *Store) Track(ctx context.Context, r Record) error {
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = time.Now()
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		k := key(r.SID)
+		p.HSetNX(ctx, k, "status", r.Status)
+		p.HSetNX(ctx, k, "rank", rank[r.Status])
+		p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt)
+		p.Expire(ctx, k, TTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("track message: %w", err)
+	}
+	return nil
+}
+
+// applyScript moves a record forward: KEYS[1] the record; ARGV status,
+// rank, error code, time, ttl seconds. It returns 2 when this update made
+// the message final, 1 when it moved it, 0 when it changed nothing.
+var applyScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
+local new = tonumber(ARGV[2])
+if new <= cur or cur >= 9 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', new, 'updatedAt', ARGV[4])
+if ARGV[3] ~= '0' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+if new >= 9 then return 2 end
+return 1`)
+
+// Apply records a status report for sid and returns the record after it and
+// whether this report made the message final.
+func (s *Store) Apply(ctx context.Context, sid, status string, code int, at time.Time) (Record, bool, error) {
+	r, ok := rank[status]
+	if !ok {
+		r = 0 // unknown statuses change nothing
+	}
+	res, err := applyScript.Run(ctx, s.rdb, []string{key(sid)}, status, r, code,
+		at.UTC().Format(time.RFC3339Nano), int(TTL.Seconds())).Int()
+	if err != nil {
+		return Record{}, false, fmt.Errorf("record message status: %w", err)
+	}
+	rec, err := s.Get(ctx, sid)
+	if err != nil {
+		return Record{}, false, err
+	}
+	return rec, res == 2, nil
+}
+
+// Get returns the record of sid.
+func (s *Store) Get(ctx context.Context, sid string) (Record, error) {
+	m, err := s.rdb.HGetAll(ctx, key(sid)).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("read message record: %w", err)
+	}
+	if len(m) == 0 {
+		return Record{}, ErrNotFound
+	}
+	r := Record{SID: sid, TaskID: m["taskId"], To: m["to"], Campaign: m["campaign"], Status: m["status"]}
+	r.Attempt, _ = strconv.Atoi(m["attempt"])
+	r.ErrorCode, _ = strconv.Atoi(m["errorCode"])
+	r.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updatedAt"])
+	return r, nil
+}
