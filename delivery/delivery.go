@@ -48,6 +48,8 @@ type Record struct {
 	To        string    `json:"to"`
 	Campaign  string    `json:"campaign,omitempty"`
 	Attempt   int       `json:"attempt"` // 0 for the first send, n for the n-th redelivery
+	Queue     string    `json:"queue,omitempty"`
+	Payload   []byte    `json:"-"` // the sms:send payload, for redelivery
 	Status    string    `json:"status"`
 	ErrorCode int       `json:"errorCode,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -73,7 +75,8 @@ func (s *Store) Track(ctx context.Context, r Record) error {
 		p.HSetNX(ctx, k, "status", r.Status)
 		p.HSetNX(ctx, k, "rank", rank[r.Status])
 		p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
-		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt)
+		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt,
+			"queue", r.Queue, "payload", r.Payload)
 		p.Expire(ctx, k, TTL)
 		return nil
 	})
@@ -127,9 +130,16 @@ func (s *Store) Get(ctx context.Context, sid string) (Record, error) {
 	if len(m) == 0 {
 		return Record{}, ErrNotFound
 	}
-	r := Record{SID: sid, TaskID: m["taskId"], To: m["to"], Campaign: m["campaign"], Status: m["status"]}
+	r := Record{SID: sid, TaskID: m["taskId"], To: m["to"], Campaign: m["campaign"], Status: m["status"],
+		Queue: m["queue"], Payload: []byte(m["payload"])}
 	r.Attempt, _ = strconv.Atoi(m["attempt"])
 	r.ErrorCode, _ = strconv.Atoi(m["errorCode"])
 	r.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updatedAt"])
 	return r, nil
+}
+
+// Polled counts one poll of sid and returns how many there were.
+func (s *Store) Polled(ctx context.Context, sid string) (int, error) {
+	n, err := s.rdb.HIncrBy(ctx, key(sid), "polls", 1).Result()
+	return int(n), err
 }

@@ -28,6 +28,7 @@ type Server struct {
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store
 	Calls     *calls.Store
+	Tracker   *tasks.Tracker
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
 	Registry  *prometheus.Registry
@@ -45,7 +46,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	if s.Calls != nil {
+	if s.Calls != nil || s.Tracker != nil {
 		mux.Handle("POST /twilio/status", twilioapi.VerifyWebhook(s.AuthToken, s.PublicURL, http.HandlerFunc(s.twilioStatus)))
 	}
 	if s.Registry != nil {

@@ -13,10 +13,12 @@ import (
 // VerifyWebhook). A call event is merged into the call's record: duplicates
 // and events out of order change nothing, and a terminal status recorded here
 // ends the call's polling at its next run without a fetch. Message callbacks
-// are acknowledged; delivery tracking records them.
+// move the message's delivery record forward the same way; the one that
+// makes it final settles it (logs the outcome, redelivers after a transient
+// carrier failure).
 func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
-	if sid := f.Get("CallSid"); sid != "" {
+	if sid := f.Get("CallSid"); sid != "" && s.Calls != nil {
 		u := calls.Update{Status: f.Get("CallStatus"), At: time.Now(), Source: "callback", AnsweredBy: f.Get("AnsweredBy")}
 		if d, err := strconv.Atoi(f.Get("CallDuration")); err == nil {
 			u.Duration = d
@@ -32,6 +34,26 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 		case became:
 			s.Metrics.Call(rec.Status)
 			s.logger().Info("call ended (status callback)", "sid", sid, "status", rec.Status)
+		}
+	}
+	if sid := f.Get("MessageSid"); sid != "" && f.Get("CallSid") == "" && s.Tracker != nil {
+		status := f.Get("MessageStatus")
+		if status == "" {
+			status = f.Get("SmsStatus")
+		}
+		code, _ := strconv.Atoi(f.Get("ErrorCode"))
+		rec, became, err := s.Tracker.Store.Apply(r.Context(), sid, status, code, time.Now())
+		if err != nil {
+			s.logger().Warn("message status callback not recorded", "sid", sid, "err", err)
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if became && rec.To != "" {
+			if err := s.Tracker.Settle(r.Context(), rec); err != nil {
+				s.logger().Warn("message outcome not settled", "sid", sid, "err", err)
+				http.Error(w, "try again", http.StatusServiceUnavailable)
+				return
+			}
 		}
 	}
 	w.Header().Set("Content-Type", "text/xml")

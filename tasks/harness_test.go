@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -23,16 +24,17 @@ import (
 // harness is a worker in miniature: a private redis-server, the simulator
 // over real HTTP, the real handler on a real asynq server.
 type harness struct {
-	rdb      *redis.Client
-	sim      *twiliosim.Server
-	client   *asynq.Client
-	insp     *asynq.Inspector
-	optouts  *optout.Store
-	records  *calls.Store
-	tw       *twilioapi.Client
-	requests atomic.Int64 // requests to Twilio, by op "send sms"
-	mu       sync.Mutex
-	outcomes []string
+	rdb        *redis.Client
+	sim        *twiliosim.Server
+	client     *asynq.Client
+	insp       *asynq.Inspector
+	optouts    *optout.Store
+	records    *calls.Store
+	deliveries *delivery.Store
+	tw         *twilioapi.Client
+	requests   atomic.Int64 // requests to Twilio, by op "send sms"
+	mu         sync.Mutex
+	outcomes   []string
 }
 
 type harnessOpt struct {
@@ -79,12 +81,16 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	h.optouts = optout.NewStore(h.rdb)
 	mux := asynq.NewServeMux()
 	led := ledger.New(h.rdb)
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led})
+	h.client = asynq.NewClientFromRedisClient(h.rdb)
+	h.deliveries = delivery.NewStore(h.rdb)
+	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, Enqueuer: h.client,
+		Polling: tasks.Polling{First: time.Second, Max: time.Second}, RedeliverMax: 2, RedeliverBackoff: time.Second}
+	mux.Handle(tasks.TypeTrackSMS, tracker)
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker})
 	h.records = calls.NewStore(h.rdb)
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
 	}
-	h.client = asynq.NewClientFromRedisClient(h.rdb)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{Caller: tw, Records: h.records, Polling: o.polling})
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{

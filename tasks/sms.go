@@ -82,6 +82,8 @@ type SMSPayload struct {
 	// ExpiresAt is set from ValidFor when the task is made: a message not
 	// sent by then is archived as expired, never sent late.
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Redelivery is n for the n-th resend after a transient carrier failure.
+	Redelivery int `json:"redelivery,omitempty"`
 }
 
 var (

@@ -40,7 +40,9 @@ type SMSHandler struct {
 	OptOuts   OptOuts
 	Rules     Rules
 	// Ledger makes a task that runs twice send once; nil disables it.
-	Ledger         *ledger.Ledger
+	Ledger *ledger.Ledger
+	// Tracker follows accepted messages to delivery; nil disables it.
+	Tracker        *Tracker
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
@@ -124,6 +126,10 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	h.Metrics.Sent()
 	log.Info("sms sent", "sid", msg.SID, "status", msg.Status, "segments", msg.NumSegments)
+	queue, _ := asynq.GetQueueName(ctx)
+	if err := h.Tracker.Start(ctx, id, queue, p, msg); err != nil {
+		log.Warn("delivery tracking not started", "err", err)
+	}
 	created := msg.DateCreated
 	if created.IsZero() {
 		created = now

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -69,30 +71,38 @@ var variables = []variable{
 	{"CALL_POLL_MAX", tasks.PollMaxDefault.String(), "longest wait between fetches of a call's status"},
 	{"CALL_FOLLOW_MAX", tasks.FollowMaxDefault.String(), "a call not ended after this long is recorded as unknown"},
 	{"SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault.String(), "grace period for running tasks on SIGTERM"},
+	{"REDELIVER_MAX", strconv.Itoa(delivery.RedeliverMaxDefault), "resends after a transient carrier failure (30001, 30003, 30008)"},
+	{"REDELIVER_BACKOFF", tasks.RedeliverBackoffDefault.String(), "wait before the first resend; doubled for each next one"},
+	{"LOG_RETENTION", "720h", "how long the communications log (tw:log) keeps entries"},
+	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 }
 
 // Config is the worker's validated configuration.
 type Config struct {
-	RedisURL        string
-	RedisURLSet     bool // REDIS_URL given: never fall back to an embedded Redis
-	Twilio          twilioapi.Config
-	HTTPAddr        string
-	APIToken        twilioapi.Secret
-	PublicURL       string
-	Concurrency     int
-	SenderRate      ratelimit.Rate
-	SenderRates     map[string]ratelimit.Rate
-	RecipientRate   ratelimit.Rate
-	CallRate        ratelimit.Rate
-	QuietHours      string
-	Rules           tasks.Rules
-	Polling         tasks.Polling
-	PollInterval    time.Duration
-	ShutdownTimeout time.Duration
-	LogLevel        string
-	LogFormat       string
+	RedisURL         string
+	RedisURLSet      bool // REDIS_URL given: never fall back to an embedded Redis
+	Twilio           twilioapi.Config
+	HTTPAddr         string
+	APIToken         twilioapi.Secret
+	PublicURL        string
+	Concurrency      int
+	SenderRate       ratelimit.Rate
+	SenderRates      map[string]ratelimit.Rate
+	RecipientRate    ratelimit.Rate
+	CallRate         ratelimit.Rate
+	QuietHours       string
+	Rules            tasks.Rules
+	Polling          tasks.Polling
+	RedeliverMax     int
+	RedeliverBackoff time.Duration
+	LogRetention     time.Duration
+	LogBodies        bool
+	PollInterval     time.Duration
+	ShutdownTimeout  time.Duration
+	LogLevel         string
+	LogFormat        string
 }
 
 // flagName turns REDIS_URL into redis-url.
@@ -221,6 +231,14 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		First:     dur("CALL_POLL_FIRST", time.Second, time.Hour),
 		Max:       dur("CALL_POLL_MAX", time.Second, time.Hour),
 		FollowMax: dur("CALL_FOLLOW_MAX", time.Minute, 7*24*time.Hour),
+	}
+	if c.RedeliverMax, err = strconv.Atoi(get("REDELIVER_MAX")); err != nil || c.RedeliverMax < 0 || c.RedeliverMax > 10 {
+		bad("REDELIVER_MAX", "must be a whole number from 0 to 10")
+	}
+	c.RedeliverBackoff = dur("REDELIVER_BACKOFF", time.Second, 24*time.Hour)
+	c.LogRetention = dur("LOG_RETENTION", time.Hour, 10*365*24*time.Hour)
+	if c.LogBodies, err = commlog.ParseBodies(get("LOG_BODIES")); err != nil {
+		bad("LOG_BODIES", "%v", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

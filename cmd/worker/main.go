@@ -25,6 +25,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
@@ -105,7 +107,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
 	producer := asynq.NewClientFromRedisClient(rdb)
+	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
+	tracker := &tasks.Tracker{
+		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
+		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Log: commLog, Logger: log, Metrics: m,
+	}
+	if cfg.PublicURL != "" {
+		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
+	}
 	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Enqueuer: producer, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
@@ -114,7 +125,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optouts, Ledger: sends, Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 
@@ -139,7 +150,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 	}
 	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)

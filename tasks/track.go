@@ -1,0 +1,199 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/delivery"
+	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// TypeTrackSMS follows a sent message until the carrier reports on it.
+const TypeTrackSMS = "sms:track"
+
+// Delivery tracking defaults.
+const (
+	// TrackFollowMax: a message with no final status after this long is
+	// left alone (Twilio gives up on undeliverable messages well before).
+	TrackFollowMax = 24 * time.Hour
+	// RedeliverBackoffDefault is the wait before the first redelivery,
+	// doubled for each next one.
+	RedeliverBackoffDefault = 30 * time.Second
+)
+
+// MessageFetcher reads a message from Twilio. *twilioapi.Client is one.
+type MessageFetcher interface {
+	FetchMessage(ctx context.Context, sid string) (*twilioapi.Message, error)
+}
+
+// TrackPayload is the payload of an sms:track task.
+type TrackPayload struct {
+	MessageSID string `json:"messageSid"`
+}
+
+// TrackTaskID is the id of a message's tracking task.
+func TrackTaskID(sid string) string { return "sms-track:" + sid }
+
+// Tracker follows messages to delivery: it starts tracking when a message is
+// accepted, polls (sms:track) when no status callback arrives, and settles a
+// message once it is final, sending it again after a transient carrier
+// failure (30001, 30003, 30008) at most RedeliverMax times.
+type Tracker struct {
+	Store            *delivery.Store
+	Fetcher          MessageFetcher
+	Enqueuer         Enqueuer
+	Rules            Rules
+	Polling          Polling       // waits between polls of a message
+	FirstPoll        time.Duration // first wait; longer when status callbacks are expected
+	RedeliverMax     int           // REDELIVER_MAX; 0 means none
+	RedeliverBackoff time.Duration // first redelivery wait; doubled after
+	Log              *commlog.Log
+	Logger           *slog.Logger
+	Metrics          *metrics.Metrics
+}
+
+// Start records an accepted message and schedules its follow-up.
+func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload, msg *twilioapi.Message) error {
+	if tr == nil {
+		return nil
+	}
+	payload, _ := json.Marshal(p)
+	rec := delivery.Record{SID: msg.SID, TaskID: taskID, To: p.To, Campaign: p.Campaign, Attempt: p.Redelivery,
+		Queue: queue, Payload: payload, Status: msg.Status}
+	if err := tr.Store.Track(ctx, rec); err != nil {
+		return err
+	}
+	first := tr.FirstPoll
+	if first <= 0 {
+		first = tr.Polling.WithDefaults().First
+	}
+	pl, _ := json.Marshal(TrackPayload{MessageSID: msg.SID})
+	task := asynq.NewTask(TypeTrackSMS, pl, asynq.Queue(queueOr(queue)), asynq.TaskID(TrackTaskID(msg.SID)),
+		asynq.ProcessIn(first), asynq.MaxRetry(MaxRetryDefault), asynq.Retention(tr.Rules.WithDefaults().ResultTTL), asynq.Timeout(time.Minute))
+	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("schedule delivery tracking: %w", err)
+	}
+	return nil
+}
+
+func queueOr(q string) string {
+	if ValidQueue(q) {
+		return q
+	}
+	return QueueDefault
+}
+
+// ProcessTask implements asynq.Handler for sms:track.
+func (tr *Tracker) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	tr.Metrics.TaskRun(TypeTrackSMS)
+	now := tr.Rules.WithDefaults().Now()
+	var p TrackPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.MessageSID == "" {
+		return archive("invalid payload: want {\"messageSid\":\"SM…\"}")
+	}
+	log := logger(tr.Logger).With("sid", p.MessageSID)
+	rec, err := tr.Store.Get(ctx, p.MessageSID)
+	if errors.Is(err, delivery.ErrNotFound) {
+		return archive("message %s is not tracked (record expired?)", p.MessageSID)
+	}
+	if err != nil {
+		return &ratelimit.DeferError{Until: now.Add(time.Second), Reason: err.Error()}
+	}
+	if rec.Final() {
+		return writeResult(t, log, rec) // a status callback settled it
+	}
+	polls, _ := tr.Store.Polled(ctx, p.MessageSID)
+	if polls > 0 && time.Duration(polls)*tr.Polling.WithDefaults().Max > TrackFollowMax {
+		log.Warn("message never reached a final status; no longer followed", "status", rec.Status)
+		return writeResult(t, log, rec)
+	}
+	msg, err := tr.Fetcher.FetchMessage(ctx, p.MessageSID)
+	if err != nil {
+		wait := tr.Polling.Wait(polls)
+		return &ratelimit.DeferError{Until: now.Add(wait), Reason: "fetch failed: " + err.Error()}
+	}
+	rec, became, err := tr.Store.Apply(ctx, p.MessageSID, msg.Status, msg.ErrorCode, now)
+	if err != nil {
+		return &ratelimit.DeferError{Until: now.Add(time.Second), Reason: err.Error()}
+	}
+	if became {
+		if err := tr.Settle(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if rec.Final() {
+		return writeResult(t, log, rec)
+	}
+	wait := tr.Polling.Wait(polls)
+	return &ratelimit.DeferError{Until: now.Add(wait), Reason: fmt.Sprintf("message %s is %s; next check in %s", p.MessageSID, rec.Status, wait)}
+}
+
+// Settle acts on a message that has just become final: it logs the outcome
+// and sends the message again after a transient carrier failure. Exactly one
+// caller (callback or poll) sees a message become final.
+func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
+	log := logger(tr.Logger).With("sid", rec.SID, "to", phone.Number(rec.To))
+	entry := commlog.Entry{Channel: "sms", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, Status: rec.Status, Code: rec.ErrorCode}
+	if rec.Status == "delivered" || rec.Status == "read" {
+		entry.Event = commlog.Delivered
+		tr.logEntry(ctx, log, entry)
+		log.Info("sms delivered")
+		return nil
+	}
+	entry.Event = commlog.Undelivered
+	if rec.Status == "failed" {
+		entry.Event = commlog.Failed
+	}
+	tr.logEntry(ctx, log, entry)
+	if !delivery.Transient(rec.ErrorCode) || rec.Attempt >= tr.RedeliverMax {
+		log.Warn("sms not delivered; final", "status", rec.Status, "code", rec.ErrorCode, "redeliveries", rec.Attempt)
+		return nil
+	}
+	var p SMSPayload
+	if err := json.Unmarshal(rec.Payload, &p); err != nil {
+		log.Error("cannot redeliver: payload unreadable", "err", err)
+		return nil
+	}
+	if expired(p, tr.Rules.WithDefaults().Now()) {
+		log.Warn("not redelivered: past its validity", "code", rec.ErrorCode)
+		return nil
+	}
+	p.Redelivery = rec.Attempt + 1
+	backoff := tr.RedeliverBackoff
+	if backoff <= 0 {
+		backoff = RedeliverBackoffDefault
+	}
+	wait := backoff << (p.Redelivery - 1)
+	origin, _, _ := strings.Cut(rec.TaskID, ":redeliver-") // keep ids flat: x:redeliver-1, x:redeliver-2
+	task, err := NewSendSMSTask(p, tr.Rules, asynq.Queue(queueOr(rec.Queue)),
+		asynq.TaskID(origin+":redeliver-"+strconv.Itoa(p.Redelivery)), asynq.ProcessIn(wait))
+	if err != nil {
+		log.Error("cannot redeliver", "err", err)
+		return nil
+	}
+	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue redelivery: %w", err)
+	}
+	tr.logEntry(ctx, log, commlog.Entry{Event: commlog.Redelivery, Channel: "sms", TaskID: rec.TaskID, SID: rec.SID,
+		To: rec.To, Code: rec.ErrorCode, Reason: fmt.Sprintf("attempt %d of %d in %s", p.Redelivery, tr.RedeliverMax, wait)})
+	log.Info("sms undelivered with a transient carrier error; sending it again", "code", rec.ErrorCode, "redelivery", p.Redelivery, "in", wait)
+	return nil
+}
+
+func (tr *Tracker) logEntry(ctx context.Context, log *slog.Logger, e commlog.Entry) {
+	if err := tr.Log.Append(ctx, e); err != nil {
+		log.Warn("communications log append failed", "err", err)
+	}
+}
