@@ -1,6 +1,9 @@
 // Package httpapi is the worker's HTTP surface: the agent hub's API (/v1/*),
-// Twilio's webhooks (/twilio/*), health and metrics. Each part lives in its
-// own file and registers its routes in Handler.
+// Twilio's webhooks (/twilio/*), health and metrics, and the asynqmon
+// dashboard (/monitoring/). Each part lives in its own file and registers its
+// routes in Handler. Every request passes the middleware of middleware.go: a
+// panic answers 500 JSON instead of crashing the worker, and /v1/* needs
+// APIToken as a Bearer token when one is set.
 package httpapi
 
 import (
@@ -38,6 +41,10 @@ type Server struct {
 	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
 	AuthToken twilioapi.Secret
 	PublicURL string
+
+	// The agent hub's API, dashboard and readiness (api.go, dashboard.go, health.go).
+	APIToken  twilioapi.Secret // Bearer token for /v1/*; empty leaves /v1 open
+	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
 }
 
 // Handler returns the routes.
@@ -52,7 +59,10 @@ func (s *Server) Handler() http.Handler {
 	if s.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	}
-	return mux
+	s.routeAPI(mux)       // /v1/actions, /v1/tasks/{id}
+	s.routeReadiness(mux) // /readyz
+	s.routeDashboard(mux) // /monitoring/
+	return s.middleware(mux)
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -42,6 +42,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "calls_total", Help: "Calls by final status."}, []string{"status"}),
 	}
+	m.initKnownLabels()
 	if reg != nil {
 		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
+	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -56,6 +57,9 @@ var variables = []variable{
 	{twilioapi.EnvAPIURL, "", "Twilio base URL override, e.g. http://127.0.0.1:8089 for twiliosim"},
 	{"HTTP_ADDR", HTTPAddrDefault, "address of the worker's HTTP server"},
 	{"API_TOKEN", "", "bearer token for /v1/* (required when HTTP_ADDR is not loopback)"},
+	{"DASHBOARD_READONLY", "true", "the /monitoring/ dashboard only shows (false: it may also delete, run and pause)"},
+	{"DASHBOARD_USER", "", "basic-auth user for /monitoring/ (required, with DASHBOARD_PASSWORD, to serve it on a non-loopback HTTP_ADDR)"},
+	{"DASHBOARD_PASSWORD", "", "basic-auth password for /monitoring/"},
 	{"PUBLIC_URL", "", "base URL Twilio can reach; enables status callbacks and signature checks"},
 	{"CONCURRENCY", strconv.Itoa(ConcurrencyDefault), "handler slots per worker"},
 	{"SENDER_RATE", SenderRateDefault, "segments per second per sender, e.g. 1/s or 30/m:5"},
@@ -86,6 +90,7 @@ type Config struct {
 	Twilio           twilioapi.Config
 	HTTPAddr         string
 	APIToken         twilioapi.Secret
+	Dashboard        httpapi.Dashboard
 	PublicURL        string
 	Concurrency      int
 	SenderRate       ratelimit.Rate
@@ -175,6 +180,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("HTTP_ADDR", "must be host:port, e.g. 127.0.0.1:8080")
 	}
+	c.Dashboard, err = dashboardConfig(get, c.HTTPAddr)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.APIToken == "" && !loopback(c.HTTPAddr) {
+		bad("API_TOKEN", "is required when HTTP_ADDR (%s) is not a loopback address: /v1/* would be open to the network", c.HTTPAddr)
+	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("PUBLIC_URL", "must be an http or https URL")
@@ -252,3 +264,38 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 }
 
 var quietHoursPattern = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// dashboardConfig reads DASHBOARD_*. On a non-loopback address without a
+// user and password the dashboard is switched off (it shows message bodies,
+// 2FA codes among them); serve reports that at start-up.
+func dashboardConfig(get func(string) string, httpAddr string) (httpapi.Dashboard, error) {
+	var errs []error
+	readOnly, err := strconv.ParseBool(get("DASHBOARD_READONLY"))
+	if err != nil {
+		errs = append(errs, errors.New("DASHBOARD_READONLY: must be true or false"))
+	}
+	d := httpapi.Dashboard{Writable: err == nil && !readOnly, User: get("DASHBOARD_USER"),
+		Password: twilioapi.Secret(get("DASHBOARD_PASSWORD"))}
+	switch {
+	case d.User != "" && d.Password == "":
+		errs = append(errs, errors.New("DASHBOARD_PASSWORD: is required when DASHBOARD_USER is set"))
+	case d.User == "" && d.Password != "":
+		errs = append(errs, errors.New("DASHBOARD_USER: is required when DASHBOARD_PASSWORD is set"))
+	case d.User == "" && !loopback(httpAddr):
+		d.Disabled = true
+	}
+	return d, errors.Join(errs...)
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -152,6 +153,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
+		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
+	}
+	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
+	if cfg.Dashboard.Disabled {
+		log.Warn("dashboard off: set DASHBOARD_USER and DASHBOARD_PASSWORD to serve /monitoring/ on a non-loopback HTTP_ADDR", "http", cfg.HTTPAddr)
 	}
 	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)
 	if err != nil {

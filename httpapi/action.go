@@ -1,0 +1,229 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+// The agent hub's action names (the seed's "Available Actions").
+const (
+	ActionSendSMS       = "sendSMS"
+	ActionMakeCall      = "makeCall"
+	ActionGetCallStatus = "getCallStatus"
+)
+
+// Codes of ActionError, also the "code" of the HTTP error answer.
+const (
+	CodeMalformedJSON = "malformed_json"
+	CodeUnknownAction = "unknown_action"
+	CodeInvalidField  = "invalid_field"
+)
+
+// Action is one decoded request of the agent hub:
+// {"action":"sendSMS","arguments":{"to":"+14155551234","body":"…"}}.
+// Exactly one of SMS, Call and CallSID is meaningful, chosen by Name.
+type Action struct {
+	Name string
+	// Priority is the queue the task goes to (critical, default, bulk); ""
+	// leaves the task type's default.
+	Priority string
+	SMS      tasks.SMSPayload  // sendSMS
+	Call     tasks.CallPayload // makeCall
+	CallSID  string            // getCallStatus
+}
+
+// ActionError is a request DecodeAction refuses. Field names the offending
+// JSON member ("action", "arguments" or an argument such as "to"); it is
+// empty only for CodeMalformedJSON.
+type ActionError struct {
+	Code    string
+	Field   string
+	Problem string
+}
+
+func (e *ActionError) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return e.Field + ": " + e.Problem
+}
+
+func invalid(field, format string, args ...any) *ActionError {
+	return &ActionError{Code: CodeInvalidField, Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// argKind is the JSON type an argument must have.
+type argKind int
+
+const (
+	kindString argKind = iota
+	kindBool
+)
+
+type argSpec struct {
+	kind     argKind
+	required bool
+}
+
+// actionArgs lists every argument each action accepts. Unknown arguments are
+// refused so that a typo ("boby") is an error rather than a silent default.
+var actionArgs = map[string]map[string]argSpec{
+	ActionSendSMS: {
+		"to": {kindString, true}, "body": {kindString, true}, "from": {kindString, false},
+		"priority": {kindString, false}, "class": {kindString, false}, "validFor": {kindString, false},
+	},
+	ActionMakeCall: {
+		"to": {kindString, true}, "from": {kindString, false}, "url": {kindString, false},
+		"twiml": {kindString, false}, "say": {kindString, false}, "record": {kindBool, false},
+		"priority": {kindString, false},
+	},
+	ActionGetCallStatus: {
+		"callSid": {kindString, true},
+	},
+}
+
+var callSIDPattern = regexp.MustCompile(`^CA[0-9a-fA-F]{32}$`)
+
+// DecodeAction parses the agent hub's action JSON. It checks the envelope,
+// the action's name, and each argument's name and JSON type; the values
+// themselves (numbers, body length …) are the task constructors' to judge.
+// Every error is an *ActionError. Members of the envelope other than
+// "action" and "arguments" are ignored.
+func DecodeAction(data []byte) (Action, error) {
+	var a Action
+	if len(bytes.TrimSpace(data)) == 0 {
+		return a, &ActionError{Code: CodeMalformedJSON, Problem: `request body is empty; send {"action":…,"arguments":{…}}`}
+	}
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(data, &env); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return a, &ActionError{Code: CodeMalformedJSON, Problem: `request body must be a JSON object {"action":…,"arguments":{…}}`}
+		}
+		return a, &ActionError{Code: CodeMalformedJSON, Problem: "request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+	}
+	if env == nil { // the body was null
+		return a, &ActionError{Code: CodeMalformedJSON, Problem: `request body must be a JSON object {"action":…,"arguments":{…}}`}
+	}
+
+	raw, ok := env["action"]
+	if !ok || isNull(raw) {
+		return a, invalid("action", "is required: sendSMS, makeCall or getCallStatus")
+	}
+	if err := json.Unmarshal(raw, &a.Name); err != nil {
+		return a, invalid("action", "must be a string: sendSMS, makeCall or getCallStatus")
+	}
+	specs, ok := actionArgs[a.Name]
+	if !ok {
+		return a, &ActionError{Code: CodeUnknownAction, Field: "action",
+			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall or getCallStatus", quoteShort(a.Name))}
+	}
+
+	rawArgs, ok := env["arguments"]
+	if !ok || isNull(rawArgs) {
+		return a, invalid("arguments", "is required: an object such as {\"to\":…}")
+	}
+	var args map[string]json.RawMessage
+	if err := json.Unmarshal(rawArgs, &args); err != nil {
+		return a, invalid("arguments", "must be an object")
+	}
+	// Report the first problem in a stable order: unknown names first.
+	names := make([]string, 0, len(args))
+	for name := range args {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if _, known := specs[name]; !known {
+			return a, invalid(fieldName(name), "is not an argument of %s; it takes %s", a.Name, argList(specs))
+		}
+	}
+	str := map[string]string{}
+	var record bool
+	for _, name := range slices.Sorted(maps.Keys(specs)) {
+		spec := specs[name]
+		v, present := args[name]
+		if !present || isNull(v) {
+			if spec.required {
+				return a, invalid(name, "is required")
+			}
+			continue
+		}
+		switch spec.kind {
+		case kindString:
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return a, invalid(name, "must be a string")
+			}
+			str[name] = s
+		case kindBool:
+			if err := json.Unmarshal(v, &record); err != nil {
+				return a, invalid(name, "must be true or false")
+			}
+		}
+	}
+	if p, ok := str["priority"]; ok {
+		if !tasks.ValidQueue(p) {
+			return a, invalid("priority", "must be critical, default or bulk")
+		}
+		a.Priority = p
+	}
+	switch a.Name {
+	case ActionSendSMS:
+		a.SMS = tasks.SMSPayload{To: str["to"], Body: str["body"], From: str["from"], Class: str["class"], ValidFor: str["validFor"]}
+	case ActionMakeCall:
+		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"], Record: record}
+	case ActionGetCallStatus:
+		a.CallSID = strings.TrimSpace(str["callSid"])
+		if !callSIDPattern.MatchString(a.CallSID) {
+			return a, invalid("callSid", "must be a call SID: CA followed by 32 hexadecimal digits")
+		}
+	}
+	return a, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func argList(specs map[string]argSpec) string {
+	names := slices.Sorted(maps.Keys(specs))
+	return strings.Join(names, ", ")
+}
+
+// fieldName makes a client-supplied member name safe and short enough to
+// echo back: printable, at most 64 characters, never empty.
+func fieldName(s string) string {
+	if s == "" {
+		return `""`
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n++; n > 64 {
+			b.WriteString("…")
+			break
+		}
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// quoteShort quotes a client-supplied value for a message, shortened.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
