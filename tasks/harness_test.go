@@ -32,8 +32,9 @@ type harness struct {
 }
 
 type harnessOpt struct {
-	sim    twiliosim.Config
-	twilio func(*twilioapi.Config)
+	sim       twiliosim.Config
+	twilio    func(*twilioapi.Config)
+	marketing tasks.Marketing
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -66,7 +67,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	}
 	h.optouts = optout.NewStore(h.rdb)
 	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts})
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Marketing: o.marketing})
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
 		Concurrency: 8, Queues: tasks.Queues,
 		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
