@@ -35,6 +35,9 @@ type Server struct {
 	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
 	AuthToken twilioapi.Secret
 	PublicURL string
+
+	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
+	HelpText string
 }
 
 // Handler returns the routes.
@@ -46,6 +49,8 @@ func (s *Server) Handler() http.Handler {
 	if s.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	}
+	s.inboundRoutes(mux) // inbound.go
+	s.optOutRoutes(mux)  // optouts.go
 	return mux
 }
 
