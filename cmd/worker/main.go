@@ -104,6 +104,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Marketing: cfg.Compliance.Marketing(),
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
@@ -129,6 +130,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Redis: rdb, Client: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
+		HelpText: cfg.Compliance.HelpText,
 	}
 	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)
 	if err != nil {
