@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -27,6 +28,8 @@ Usage:
   enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
               [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing]
   enqueue status TASK_ID
+  enqueue optout add|remove|check|history|list|import|imports [--channel sms|voice|all] …
+  enqueue consent add|remove|check|history|list|import|imports [--channel sms|voice|all] …
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -83,6 +86,8 @@ func run(args []string, e env) int {
 		err = cmdSMS(args[1:], e)
 	case "status":
 		err = cmdStatus(args[1:], e)
+	case "optout", "consent": // optout.go
+		err = cmdList(optout.Kind(args[0]), args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}
