@@ -94,8 +94,11 @@ func (s *Server) handleInbound(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if _, err := s.OptOuts.RemoveConsent(ctx, optout.SMS, from.String(), optout.SourceKeyword); err != nil {
-			log.Error("could not withdraw marketing consent", "err", err)
+		// STOP also withdraws marketing consent, recorded only when there was one.
+		if had, err := s.OptOuts.HasConsent(ctx, optout.SMS, from.String()); err != nil || had {
+			if _, err := s.OptOuts.RemoveConsent(ctx, optout.SMS, from.String(), optout.SourceKeyword); err != nil {
+				log.Error("could not withdraw marketing consent", "err", err)
+			}
 		}
 		log.Info("recipient opted out by keyword", "channels", channels)
 	case kw == keywordStart:
