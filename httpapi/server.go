@@ -45,6 +45,8 @@ type Server struct {
 	// The agent hub's API, dashboard and readiness (api.go, dashboard.go, health.go).
 	APIToken  twilioapi.Secret // Bearer token for /v1/*; empty leaves /v1 open
 	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
+	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
+	HelpText string
 }
 
 // Handler returns the routes.
@@ -62,6 +64,8 @@ func (s *Server) Handler() http.Handler {
 	s.routeAPI(mux)       // /v1/actions, /v1/tasks/{id}
 	s.routeReadiness(mux) // /readyz
 	s.routeDashboard(mux) // /monitoring/
+	s.inboundRoutes(mux)  // inbound.go
+	s.optOutRoutes(mux)   // optouts.go
 	return s.middleware(mux)
 }
 

@@ -38,9 +38,10 @@ type harness struct {
 }
 
 type harnessOpt struct {
-	sim     twiliosim.Config
-	twilio  func(*twilioapi.Config)
-	polling tasks.Polling
+	sim       twiliosim.Config
+	twilio    func(*twilioapi.Config)
+	polling   tasks.Polling
+	marketing tasks.Marketing
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -86,7 +87,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, Enqueuer: h.client,
 		Polling: tasks.Polling{First: time.Second, Max: time.Second}, RedeliverMax: 2, RedeliverBackoff: time.Second}
 	mux.Handle(tasks.TypeTrackSMS, tracker)
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker})
+	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing})
 	h.records = calls.NewStore(h.rdb)
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}

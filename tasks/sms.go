@@ -107,6 +107,9 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 	if strings.TrimSpace(p.Body) == "" {
 		return p, fieldErr("body", "is empty")
 	}
+	if p.Class == ClassMarketing {
+		p.Body = WithOptOutFooter(p.Body) // before counting: the footer is part of the message
+	}
 	info := segment.Analyze(p.Body)
 	if info.Chars > segment.MaxChars {
 		return p, fieldErr("body", "has %d characters, over Twilio's limit of %d", info.Chars, segment.MaxChars)

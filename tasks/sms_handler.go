@@ -46,6 +46,9 @@ type SMSHandler struct {
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
+
+	// Marketing: quiet hours and consent for class marketing (marketing.go).
+	Marketing Marketing
 }
 
 // ProcessTask implements asynq.Handler.
@@ -97,6 +100,9 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+	}
+	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
+		return err
 	}
 
 	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}

@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -28,6 +29,8 @@ Usage:
   enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
   enqueue status TASK_ID
   enqueue call-status CALL_SID
+  enqueue optout add|remove|check|history|list|import|imports [--channel sms|voice|all] …
+  enqueue consent add|remove|check|history|list|import|imports [--channel sms|voice|all] …
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -90,6 +93,8 @@ func run(args []string, e env) int {
 		err = cmdCall(args[1:], e)
 	case "call-status":
 		err = cmdCallStatus(args[1:], e)
+	case "optout", "consent": // optout.go
+		err = cmdList(optout.Kind(args[0]), args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}

@@ -67,7 +67,9 @@ var variables = []variable{
 	{"RECIPIENT_RATE", RecipientRateDefault, "messages per recipient"},
 	{"CALL_RATE", CallRateDefault, "outbound calls per account"},
 	{"MAX_SEGMENTS", strconv.Itoa(tasks.MaxSegmentsDefault), "longer bodies are refused"},
-	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM)"},
+	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM; 00:00-00:00: off)"},
+	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:consent:sms)"},
+	{"HELP_TEXT", "", "reply to HELP/INFO on /twilio/inbound (default: a short notice with STOP/START instructions)"},
 	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
 	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
 	{"POLL_INTERVAL", PollIntervalDefault.String(), "how often an idle worker checks for new tasks"},
@@ -98,6 +100,7 @@ type Config struct {
 	RecipientRate    ratelimit.Rate
 	CallRate         ratelimit.Rate
 	QuietHours       string
+	Compliance       Compliance // compliance.go
 	Rules            tasks.Rules
 	Polling          tasks.Polling
 	RedeliverMax     int
@@ -214,8 +217,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if err != nil || maxSeg < 1 || maxSeg > 100 {
 		bad("MAX_SEGMENTS", "must be a whole number from 1 to 100")
 	}
-	if !quietHoursPattern.MatchString(c.QuietHours) {
-		bad("QUIET_HOURS", "must be HH:MM-HH:MM, e.g. 21:00-08:00")
+	if c.Compliance, err = parseCompliance(get); err != nil {
+		errs = append(errs, err)
 	}
 	ttl, err := time.ParseDuration(get("RESULT_TTL"))
 	if err != nil || ttl <= 0 {
@@ -262,8 +265,6 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	return c, errors.Join(errs...)
 }
-
-var quietHoursPattern = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 
 // loopback reports whether addr (host:port) listens on loopback only.
 func loopback(addr string) bool {

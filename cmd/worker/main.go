@@ -128,6 +128,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Marketing: cfg.Compliance.Marketing(),
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
@@ -154,6 +155,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
+		HelpText: cfg.Compliance.HelpText,
 	}
 	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
 	if cfg.Dashboard.Disabled {
