@@ -111,9 +111,13 @@ type Message struct {
 // Decision is the limiter's answer for one send.
 type Decision struct {
 	// At is when to send (Go: sleep until then, at most MaxSleep) or, when
-	// not Go, the task's reserved slot, which it should come back for.
-	At   time.Time
-	Go   bool
+	// not Go, the task's reserved slot, which it should come back for
+	// (in process when Soon, else after a DeferError).
+	At time.Time
+	Go bool
+	// Soon: the task's slot is At, within MaxSleep: wait in process and ask
+	// again then (nothing was taken yet).
+	Soon bool
 	Late bool // the earliest slot is after NotAfter: nothing was booked
 	// Scope, Key and Rate name the limit that set At, when one did.
 	Scope string
@@ -243,7 +247,7 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 	if err != nil {
 		return Decision{}, fmt.Errorf("rate limit: unexpected time %v", res[1])
 	}
-	d := Decision{At: time.UnixMicro(at), Go: code == "go", Late: code == "late"}
+	d := Decision{At: time.UnixMicro(at), Go: code == "go", Soon: code == "soon", Late: code == "late"}
 	if k, _ := res[2].(int64); k > 0 && int(k) <= len(lims) {
 		lim := lims[k-1]
 		d.Scope, d.Key, d.Rate = lim.scope, lim.id, lim.rate
@@ -336,9 +340,15 @@ end
 
 local h = tonumber(redis.call('GET', KEYS[1]))
 if h then
-  local from = math.max(now, h)
-  if from - now > maxSleep then return {'wait', fmt(h), 0} end -- woken early
-  local t, k = fit(gate, from)
+  -- Woken before the slot (asynq schedules to the whole second, so up to a
+  -- second early): come back at the slot, in process when that is soon. The
+  -- gate is asked only at the slot, so tasks pass it in the order of their
+  -- slots whatever order they were woken in.
+  if h > now then
+    if h - now <= maxSleep then return {'soon', fmt(h), 0} end
+    return {'wait', fmt(h), 0}
+  end
+  local t, k = fit(gate, now)
   if t - now <= maxSleep then
     take(gate, t); save(); redis.call('DEL', KEYS[1])
     return {'go', fmt(t), k}

@@ -12,7 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
@@ -29,11 +31,14 @@ type harness struct {
 	requests atomic.Int64 // requests to Twilio, by op "send sms"
 	mu       sync.Mutex
 	outcomes []string
+	limiter  *countingLimiter
+	metrics  *metrics.Metrics
 }
 
 type harnessOpt struct {
 	sim    twiliosim.Config
 	twilio func(*twilioapi.Config)
+	limits *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -66,7 +71,13 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	}
 	h.optouts = optout.NewStore(h.rdb)
 	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts})
+	h.metrics = metrics.New(nil)
+	handler := &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Metrics: h.metrics}
+	if o.limits != nil {
+		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
+		handler.Limiter = h.limiter
+	}
+	mux.Handle(tasks.TypeSendSMS, handler)
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
 		Concurrency: 8, Queues: tasks.Queues,
 		TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,

@@ -39,6 +39,9 @@ type SMSHandler struct {
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
+	// Limiter, when set, applies the sender and recipient rate limits just
+	// before the opt-out check and the send (limit.go).
+	Limiter Limiter
 }
 
 // ProcessTask implements asynq.Handler.
@@ -69,6 +72,13 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("expired")
 		log.Warn("sms expired before it could be sent", "expiresAt", p.ExpiresAt)
 		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
+	}
+
+	if h.Limiter != nil {
+		if err := h.admit(ctx, log, p); err != nil {
+			return err
+		}
+		now = r.Now() // admit may have slept until the message's moment
 	}
 
 	// The opt-out check comes immediately before the send, so a STOP that
@@ -133,6 +143,7 @@ func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload,
 			return archive("expired: Twilio rate limit (%d) would delay it past %s", te.Code, p.ExpiresAt.Format(time.RFC3339))
 		}
 		h.Metrics.Deferred("twilio")
+		h.slowSender(ctx, log, p, until) // the sender's other tasks wait too
 		log.Info("sms deferred: Twilio rate limit", "code", te.Code, "wait", wait)
 		return &ratelimit.DeferError{Until: until, Reason: te.Error()}
 	default: // transient, ambiguous
