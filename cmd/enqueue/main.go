@@ -213,7 +213,11 @@ func cmdSMS(args []string, e env) error {
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := client.EnqueueContext(ctx, task)
+	b, err := booker(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	info, err := tasks.EnqueueSMS(ctx, client, b, p, r, opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
 		if ferr != nil {

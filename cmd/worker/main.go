@@ -27,6 +27,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
@@ -90,6 +91,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	twCfg.Observe = m.ObserveTwilio
+	twCfg.Pace = ratelimit.NewPacer(cfg.TwilioMaxRPS, cfg.TwilioMaxConc).Acquire
 	tw, err := twilioapi.New(twCfg)
 	if err != nil {
 		return err
@@ -99,11 +101,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		statusCallback = cfg.PublicURL + "/twilio/status"
 	}
 
+	limiter, err := newLimiter(ctx, rdb, cfg, twCfg, log)
+	if err != nil {
+		return err
+	}
+
 	optouts := optout.NewStore(rdb)
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Limiter: limiter,
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
