@@ -15,7 +15,9 @@ import (
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/ledger"
+	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
@@ -32,6 +34,8 @@ type harness struct {
 	records    *calls.Store
 	deliveries *delivery.Store
 	tw         *twilioapi.Client
+	limiter    *countingLimiter
+	metrics    *metrics.Metrics
 	requests   atomic.Int64 // requests to Twilio, by op "send sms"
 	mu         sync.Mutex
 	outcomes   []string
@@ -42,6 +46,7 @@ type harnessOpt struct {
 	twilio    func(*twilioapi.Config)
 	polling   tasks.Polling
 	marketing tasks.Marketing
+	limits    *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -87,7 +92,13 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, Enqueuer: h.client,
 		Polling: tasks.Polling{First: time.Second, Max: time.Second}, RedeliverMax: 2, RedeliverBackoff: time.Second}
 	mux.Handle(tasks.TypeTrackSMS, tracker)
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing})
+	h.metrics = metrics.New(nil)
+	handler := &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing, Metrics: h.metrics}
+	if o.limits != nil {
+		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
+		handler.Limiter = h.limiter
+	}
+	mux.Handle(tasks.TypeSendSMS, handler)
 	h.records = calls.NewStore(h.rdb)
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}

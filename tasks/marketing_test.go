@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -198,15 +197,6 @@ func TestQuietHoursAndConsent(t *testing.T) {
 			}
 		})
 	}
-}
-
-func counter(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -49,6 +49,10 @@ type SMSHandler struct {
 
 	// Marketing: quiet hours and consent for class marketing (marketing.go).
 	Marketing Marketing
+
+	// Limiter, when set, applies the sender and recipient rate limits just
+	// before the opt-out check and the send (limit.go).
+	Limiter Limiter
 }
 
 // ProcessTask implements asynq.Handler.
@@ -90,6 +94,19 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
 	}
 
+	// Quiet hours and consent first: a marketing message that must wait
+	// for the morning takes no slot from the sender's limit.
+	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
+		return err
+	}
+
+	if h.Limiter != nil {
+		if err := h.admit(ctx, log, p); err != nil {
+			return err
+		}
+		now = r.Now() // admit may have slept until the message's moment
+	}
+
 	// The opt-out check comes immediately before the send, so a STOP that
 	// arrived while the task waited is honoured.
 	out, err := h.OptOuts.OptedOut(ctx, optout.SMS, p.To)
@@ -100,9 +117,6 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
-	}
-	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
-		return err
 	}
 
 	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
@@ -176,6 +190,7 @@ func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload,
 			return archive("expired: Twilio rate limit (%d) would delay it past %s", te.Code, p.ExpiresAt.Format(time.RFC3339))
 		}
 		h.Metrics.Deferred("twilio")
+		h.slowSender(ctx, log, p, until) // the sender's other tasks wait too
 		log.Info("sms deferred: Twilio rate limit", "code", te.Code, "wait", wait)
 		return &ratelimit.DeferError{Until: until, Reason: te.Error()}
 	default: // transient, ambiguous

@@ -55,7 +55,7 @@ func (c *Client) DefaultFrom() string { return c.cfg.PhoneNumber }
 func (c *Client) call(ctx context.Context) (*openapi.ApiService, *exchange) {
 	x := &exchange{}
 	hc := &http.Client{
-		Transport:     &transport{base: c.base, target: c.target, ctx: ctx, x: x},
+		Transport:     &transport{base: c.base, target: c.target, pace: c.cfg.Pace, ctx: ctx, x: x},
 		Timeout:       c.cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -1,6 +1,7 @@
 package twilioapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,10 @@ type Config struct {
 	// Observe, when set, is called after every request with the operation,
 	// the outcome ("201", "21211", "timeout", …) and how long it took.
 	Observe func(op, outcome string, took time.Duration)
+	// Pace, when set, is called before every request and returns the
+	// function that ends it (ratelimit.Pacer's Acquire: TWILIO_MAX_RPS,
+	// TWILIO_MAX_CONCURRENT); an error fails the request unsent.
+	Pace func(ctx context.Context) (release func(), err error)
 }
 
 // Environment variables read by ConfigFromEnv.

@@ -49,6 +49,7 @@ func (x *exchange) snapshot() record {
 type transport struct {
 	base   http.RoundTripper
 	target *url.URL // nil: leave the URL alone
+	pace   func(context.Context) (func(), error)
 	ctx    context.Context
 	x      *exchange
 }
@@ -70,6 +71,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { t.x.setWrote() }}
 	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
 
+	if t.pace != nil {
+		release, err := t.pace(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, err

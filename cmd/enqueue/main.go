@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -216,7 +217,31 @@ func cmdSMS(args []string, e env) error {
 	}
 	var norm tasks.SMSPayload
 	_ = json.Unmarshal(task.Payload(), &norm)
-	return enqueueTask(e, task, id, norm.To)
+
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := booker(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	info, err := tasks.EnqueueSMS(ctx, client, b, p, r, opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
+		if ferr != nil {
+			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
+		}
+		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: norm.To})
 }
 
 func cmdStatus(args []string, e env) error {

@@ -32,6 +32,10 @@ const (
 	RecipientRateDefault = "10/m"
 	CallRateDefault      = "1/s"
 	QuietHoursDefault    = "21:00-08:00"
+	// TwilioMaxRPSDefault and TwilioMaxConcurrentDefault pace one worker's
+	// requests to Twilio (Twilio's default account concurrency is 100).
+	TwilioMaxRPSDefault        = 100
+	TwilioMaxConcurrentDefault = 100
 	// PollIntervalDefault is how often an idle worker asks Redis for work: the
 	// floor of a 2FA code's pick-up latency (asynq's own default is 1 s).
 	PollIntervalDefault = 20 * time.Millisecond
@@ -66,6 +70,8 @@ var variables = []variable{
 	{"SENDER_RATES", "", "per-sender overrides: +18005550100=3/s,+12025550123=100/s"},
 	{"RECIPIENT_RATE", RecipientRateDefault, "messages per recipient"},
 	{"CALL_RATE", CallRateDefault, "outbound calls per account"},
+	{"TWILIO_MAX_RPS", strconv.Itoa(TwilioMaxRPSDefault), "requests per second to Twilio from this worker"},
+	{"TWILIO_MAX_CONCURRENT", strconv.Itoa(TwilioMaxConcurrentDefault), "requests to Twilio in flight at once from this worker"},
 	{"MAX_SEGMENTS", strconv.Itoa(tasks.MaxSegmentsDefault), "longer bodies are refused"},
 	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM; 00:00-00:00: off)"},
 	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:consent:sms)"},
@@ -99,6 +105,8 @@ type Config struct {
 	SenderRates      map[string]ratelimit.Rate
 	RecipientRate    ratelimit.Rate
 	CallRate         ratelimit.Rate
+	TwilioMaxRPS     int
+	TwilioMaxConc    int
 	QuietHours       string
 	Compliance       Compliance // compliance.go
 	Rules            tasks.Rules
@@ -212,6 +220,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	})
 	if err != nil {
 		bad("SENDER_RATES", "%v", err)
+	}
+	if c.TwilioMaxRPS, err = strconv.Atoi(get("TWILIO_MAX_RPS")); err != nil || c.TwilioMaxRPS < 1 || c.TwilioMaxRPS > 10000 {
+		bad("TWILIO_MAX_RPS", "must be a whole number from 1 to 10000")
+	}
+	if c.TwilioMaxConc, err = strconv.Atoi(get("TWILIO_MAX_CONCURRENT")); err != nil || c.TwilioMaxConc < 1 || c.TwilioMaxConc > 10000 {
+		bad("TWILIO_MAX_CONCURRENT", "must be a whole number from 1 to 10000")
 	}
 	maxSeg, err := strconv.Atoi(get("MAX_SEGMENTS"))
 	if err != nil || maxSeg < 1 || maxSeg > 100 {

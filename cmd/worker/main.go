@@ -32,6 +32,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
@@ -95,6 +96,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	twCfg.Observe = m.ObserveTwilio
+	twCfg.Pace = ratelimit.NewPacer(cfg.TwilioMaxRPS, cfg.TwilioMaxConc).Acquire
 	tw, err := twilioapi.New(twCfg)
 	if err != nil {
 		return err
@@ -102,6 +104,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var statusCallback string
 	if cfg.PublicURL != "" {
 		statusCallback = cfg.PublicURL + "/twilio/status"
+	}
+
+	limiter, err := newLimiter(ctx, rdb, cfg, twCfg, log)
+	if err != nil {
+		return err
 	}
 
 	optouts := optout.NewStore(rdb)
@@ -129,6 +136,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
+		Limiter:   limiter,
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{

@@ -78,9 +78,16 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatalf("defaults %+v", cfg)
 	}
 
-	env = map[string]string{"CONCURRENCY": "many", "MAX_SEGMENTS": "0", "POLL_INTERVAL": "1h", "TWILIO_AUTH_TOKEN": "s3cr3t$$"}
+	if cfg.TwilioMaxRPS != TwilioMaxRPSDefault || cfg.TwilioMaxConc != TwilioMaxConcurrentDefault {
+		t.Fatalf("Twilio pacing defaults %d, %d", cfg.TwilioMaxRPS, cfg.TwilioMaxConc)
+	}
+
+	env = map[string]string{"CONCURRENCY": "many", "MAX_SEGMENTS": "0", "POLL_INTERVAL": "1h", "TWILIO_AUTH_TOKEN": "s3cr3t$$",
+		"SENDER_RATE": "fast", "RECIPIENT_RATE": "10/d", "SENDER_RATES": "+18005550100", "CALL_RATE": "0/s",
+		"TWILIO_MAX_RPS": "0", "TWILIO_MAX_CONCURRENT": "lots"}
 	_, err = loadConfig(nil, func(k string) string { return env[k] }, &stderr)
-	for _, name := range []string{"CONCURRENCY", "MAX_SEGMENTS", "POLL_INTERVAL", "TWILIO_ACCOUNT_SID"} {
+	for _, name := range []string{"CONCURRENCY", "MAX_SEGMENTS", "POLL_INTERVAL", "TWILIO_ACCOUNT_SID",
+		"SENDER_RATE", "RECIPIENT_RATE", "SENDER_RATES", "CALL_RATE", "TWILIO_MAX_RPS", "TWILIO_MAX_CONCURRENT"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v does not name %s", err, name)
 		}

@@ -1,0 +1,72 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+)
+
+func TestPacerCapsConcurrency(t *testing.T) {
+	t.Parallel()
+	p := ratelimit.NewPacer(0, 3)
+	var inFlight, most atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := p.Acquire(bg)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inFlight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(time.Millisecond)
+			inFlight.Add(-1)
+			release()
+		}()
+	}
+	wg.Wait()
+	if m := most.Load(); m > 3 || m < 1 {
+		t.Fatalf("%d requests in flight at once, cap 3", m)
+	}
+	// With the cap taken, Acquire gives up when its context ends.
+	r1, _ := p.Acquire(bg)
+	r2, _ := p.Acquire(bg)
+	r3, _ := p.Acquire(bg)
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if _, err := p.Acquire(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v with the cap taken and the context canceled", err)
+	}
+	r1()
+	r2()
+	r3()
+}
+
+func TestPacerRate(t *testing.T) {
+	t.Parallel()
+	p := ratelimit.NewPacer(5, 0)
+	for range 5 { // the burst is one second's worth
+		if _, err := p.Acquire(bg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sixth needs ~200 ms: a deadline shorter than that is refused at once.
+	ctx, cancel := context.WithTimeout(bg, 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx); err == nil {
+		t.Fatal("a sixth request in the same instant was let through at 5/s")
+	}
+	var nilPacer *ratelimit.Pacer
+	if release, err := nilPacer.Acquire(bg); err != nil || release == nil {
+		t.Fatal("a nil Pacer must not pace")
+	}
+}
