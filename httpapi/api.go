@@ -87,12 +87,18 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var task *asynq.Task
+	var submit func(context.Context) (*asynq.TaskInfo, error)
 	switch a.Name {
 	case ActionGetCallStatus:
 		s.callStatus(w, r, a.CallSID)
 		return
 	case ActionSendSMS:
 		task, err = tasks.NewSendSMSTask(a.SMS, s.Rules, taskOptions(a, key)...)
+		// The producer path books the message's send slot under the rate
+		// limits, so its handler runs once however long the backlog.
+		submit = func(ctx context.Context) (*asynq.TaskInfo, error) {
+			return tasks.EnqueueSMS(ctx, s.Client, s.Booker, a.SMS, s.Rules, taskOptions(a, key)...)
+		}
 	case ActionMakeCall:
 		if s.Calls == nil {
 			writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
@@ -104,7 +110,7 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 		writeTaskError(w, err, s)
 		return
 	}
-	s.enqueue(w, r, task, key, wait)
+	s.enqueue(w, r, task, submit, key, wait)
 }
 
 func taskOptions(a Action, key string) []asynq.Option {
@@ -132,10 +138,10 @@ func parseWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
 	return d, true
 }
 
-// enqueue queues task, or with an Idempotency-Key finds the task queued
-// before under that key, and answers; with wait it first waits for the
-// task's result.
-func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Task, key string, wait time.Duration) {
+// enqueue queues task (through submit when given), or with an
+// Idempotency-Key finds the task queued before under that key, and answers;
+// with wait it first waits for the task's result.
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Task, submit func(context.Context) (*asynq.TaskInfo, error), key string, wait time.Duration) {
 	if s.Client == nil || s.Inspector == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "this server has no task queue")
 		return
@@ -157,7 +163,10 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Tas
 		}
 	}
 	if info == nil && err == nil {
-		info, err = s.Client.EnqueueContext(ctx, task)
+		if submit == nil {
+			submit = func(ctx context.Context) (*asynq.TaskInfo, error) { return s.Client.EnqueueContext(ctx, task) }
+		}
+		info, err = submit(ctx)
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			status = http.StatusOK
 			info, err = tasks.Find(s.Inspector, key)

@@ -32,6 +32,7 @@ type Server struct {
 	OptOuts   *optout.Store
 	Calls     *calls.Store
 	Tracker   *tasks.Tracker
+	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
 	Registry  *prometheus.Registry

@@ -26,6 +26,11 @@ type Caller interface {
 	ListCalls(ctx context.Context, p twilioapi.CallListParams) ([]twilioapi.Call, error)
 }
 
+// CallLimiter applies CALL_RATE. *ratelimit.Limiter is one.
+type CallLimiter interface {
+	AdmitCall(ctx context.Context, taskID string, notAfter time.Time) (ratelimit.Decision, error)
+}
+
 // Enqueuer puts tasks in the queue. *asynq.Client is one.
 type Enqueuer interface {
 	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
@@ -76,6 +81,7 @@ type CallHandler struct {
 	OptOuts        OptOuts
 	Records        *calls.Store
 	Ledger         *ledger.Ledger // a task that runs twice places one call; nil disables it
+	Limiter        CallLimiter    // CALL_RATE; nil places calls without a limit
 	Enqueuer       Enqueuer
 	Rules          Rules
 	Polling        Polling
@@ -127,6 +133,9 @@ func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if call == nil {
+		if err := h.admit(ctx, log, id); err != nil {
+			return err
+		}
 		if h.Ledger != nil {
 			if err := h.Ledger.Begin(ctx, id, now); err != nil {
 				return err
@@ -165,6 +174,32 @@ func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Info("call placed", "status", call.Status)
 	return writeResult(t, log, CallResult{CallSID: call.SID, Status: call.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+}
+
+// admit waits for the call's slot under CALL_RATE: nil when it may be
+// placed now, a *DeferError for a later slot.
+func (h *CallHandler) admit(ctx context.Context, log *slog.Logger, id string) error {
+	if h.Limiter == nil {
+		return nil
+	}
+	for asked := 0; ; asked++ {
+		d, err := h.Limiter.AdmitCall(ctx, id, time.Time{})
+		if err != nil {
+			return fmt.Errorf("check call rate: %w", err)
+		}
+		switch {
+		case d.Soon && asked == 0:
+			if err := sleepUntil(ctx, d.At); err != nil {
+				return err
+			}
+			continue
+		case !d.Go:
+			h.Metrics.Deferred(ratelimit.ScopeCall)
+			log.Info("call deferred by CALL_RATE", "limit", d.Reason(), "until", d.At)
+			return d.Err()
+		}
+		return sleepUntil(ctx, d.At)
+	}
 }
 
 // earlierCall returns the call an earlier run of the task placed, from the

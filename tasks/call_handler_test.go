@@ -3,6 +3,8 @@ package tasks_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
 )
@@ -177,5 +180,40 @@ func TestPollingWaitsGrow(t *testing.T) {
 		if got := p.Wait(n); got != w {
 			t.Fatalf("Wait(%d) = %v, want %v", n, got, w)
 		}
+	}
+}
+
+func TestCallRateSpacesCalls(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{limits: &ratelimit.Config{Call: ratelimit.Rate{N: 1, Per: time.Second, Burst: 1}}})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		task, err := tasks.NewMakeCallTask(tasks.CallPayload{To: fmt.Sprintf("+1415555017%d", 4+i), Say: "hi"}, tasks.Rules{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := h.client.Enqueue(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.ID)
+	}
+	for _, id := range ids {
+		if info := h.waitFinal(t, id); info.State != asynq.TaskStateCompleted || info.Retried != 0 {
+			t.Fatalf("call %s: %s retried %d (%q)", id, info.State, info.Retried, info.LastErr)
+		}
+	}
+	var created []time.Time
+	for _, c := range h.sim.Calls() {
+		created = append(created, c.CreatedAt)
+	}
+	sort.Slice(created, func(i, j int) bool { return created[i].Before(created[j]) })
+	if len(created) != 3 {
+		t.Fatalf("%d calls placed", len(created))
+	}
+	// CALL_RATE=1/s: three calls take at least two intervals (a little slack
+	// for the simulator's clock against the limiter's).
+	if span := created[2].Sub(created[0]); span < 1900*time.Millisecond {
+		t.Fatalf("3 calls within %v under CALL_RATE 1/s", span)
 	}
 }

@@ -103,7 +103,11 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
 	}
-	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling})
+	callHandler := &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling}
+	if h.limiter != nil {
+		callHandler.Limiter = h.limiter
+	}
+	mux.Handle(tasks.TypeMakeCall, callHandler)
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{Caller: tw, Records: h.records, Polling: o.polling})
 	server := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{
 		Concurrency: 8, Queues: tasks.Queues,

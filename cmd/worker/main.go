@@ -126,7 +126,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Enqueuer: producer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
