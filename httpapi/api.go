@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
@@ -170,6 +172,8 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Tas
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			status = http.StatusOK
 			info, err = tasks.Find(s.Inspector, key)
+		} else if err == nil {
+			s.logQueued(ctx, task, info)
 		}
 	}
 	if err != nil {
@@ -312,5 +316,22 @@ func writeTaskError(w http.ResponseWriter, err error, s *Server) {
 	default:
 		s.logger().Error("HTTP API", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "", "internal error; it has been logged")
+	}
+}
+
+// logQueued records a task queued through the API in the communications log.
+func (s *Server) logQueued(ctx context.Context, task *asynq.Task, info *asynq.TaskInfo) {
+	if s.Log == nil {
+		return
+	}
+	var p struct{ To string }
+	_ = json.Unmarshal(task.Payload(), &p)
+	channel := "sms"
+	if task.Type() == tasks.TypeMakeCall {
+		channel = "voice"
+	}
+	if err := s.Log.Append(ctx, commlog.Entry{Event: commlog.Queued, Channel: channel, TaskID: info.ID,
+		To: p.To, Reason: "queue " + info.Queue + " (HTTP API)"}); err != nil {
+		s.logger().Warn("communications log append failed", "err", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -33,6 +34,7 @@ type Server struct {
 	Calls     *calls.Store
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Log       *commlog.Log // communications log: tasks queued here are recorded
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
 	Registry  *prometheus.Registry

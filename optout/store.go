@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/commlog"
 )
 
 // ErrOptedOut is the condition of a recipient who asked not to be contacted.
@@ -134,6 +136,14 @@ func historyKey(number string) string { return "tw:optout:history:" + number }
 type Store struct {
 	rdb redis.UniversalClient
 	now func() time.Time
+	log *commlog.Log
+}
+
+// WithLog returns s recording every change in the communications log too.
+func (s *Store) WithLog(l *commlog.Log) *Store {
+	c := *s
+	c.log = l
+	return &c
 }
 
 // NewStore returns a Store on rdb.
@@ -238,6 +248,15 @@ func (s *Store) change(ctx context.Context, l List, number string, src Source, a
 	})
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", action, err)
+	}
+	if changed.Val() == 1 && s.log != nil {
+		event := commlog.OptIn
+		if action == add {
+			event = commlog.OptOut
+		}
+		// A failed append never undoes the change; the set is the truth.
+		_ = s.log.Append(ctx, commlog.Entry{Event: event, Channel: string(l.Channel), To: number,
+			Source: string(src), Reason: string(l.Kind) + " " + action})
 	}
 	return changed.Val() == 1, nil
 }

@@ -89,7 +89,7 @@ func (h *SMSHandler) checkMarketing(ctx context.Context, log *slog.Logger, t *as
 		if !ok {
 			h.Metrics.Skipped("no_consent")
 			log.Info("marketing sms skipped: no recorded consent")
-			return true, h.writeResult(t, SMSResult{Status: "skipped", Reason: ReasonNoConsent})
+			return true, h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: ReasonNoConsent})
 		}
 	}
 
@@ -111,7 +111,7 @@ func (h *SMSHandler) checkMarketing(ctx context.Context, log *slog.Logger, t *as
 		// daytime: we cannot tell it is not the middle of the night.
 		h.Metrics.Skipped("unknown_timezone")
 		log.Info("marketing sms skipped: recipient's local time unknown", "zones", len(zones), "err", err)
-		return true, h.writeResult(t, SMSResult{Status: "skipped", Reason: ReasonUnknownZone})
+		return true, h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: ReasonUnknownZone})
 	}
 	if !next.After(now) {
 		return false, nil

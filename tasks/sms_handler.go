@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -42,7 +43,9 @@ type SMSHandler struct {
 	// Ledger makes a task that runs twice send once; nil disables it.
 	Ledger *ledger.Ledger
 	// Tracker follows accepted messages to delivery; nil disables it.
-	Tracker        *Tracker
+	Tracker *Tracker
+	// Log is the communications log; nil records nothing.
+	Log            *commlog.Log
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
@@ -55,8 +58,17 @@ type SMSHandler struct {
 	Limiter Limiter
 }
 
-// ProcessTask implements asynq.Handler.
+// ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
+// deferred, failed) is appended to the communications log.
 func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	j := &journal{log: h.Log}
+	j.entry.TaskID, _ = asynq.GetTaskID(ctx)
+	err := h.process(withJournal(ctx, j), t)
+	j.outcome(ctx, h.logger(), err)
+	return err
+}
+
+func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	h.Metrics.TaskRun(TypeSendSMS)
 	r := h.Rules.WithDefaults()
 	log := h.logger()
@@ -77,6 +89,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	to := phone.Number(p.To)
 	log = log.With("to", to)
+	journalOf(ctx).entry.To, journalOf(ctx).entry.From = p.To, p.From
 
 	// A task that already reached Twilio never sends again.
 	done, err := h.alreadySent(ctx, log, id, p)
@@ -84,7 +97,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if done != nil {
-		return h.writeResult(t, *done)
+		return h.writeResult(ctx, t, *done)
 	}
 
 	now := r.Now()
@@ -116,7 +129,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if out {
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
-		return h.writeResult(t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+		return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
 	}
 
 	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
@@ -128,6 +141,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			return err // without the record a crash could send twice: retry
 		}
 	}
+	journalOf(ctx).append(ctx, log, commlog.Entry{Event: commlog.Sending, Body: p.Body})
 	msg, err := h.Messenger.SendSMS(ctx, params)
 	if err != nil {
 		if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
@@ -154,7 +168,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if created.IsZero() {
 		created = now
 	}
-	return h.writeResult(t, SMSResult{MessageSID: msg.SID, Status: msg.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+	return h.writeResult(ctx, t, SMSResult{MessageSID: msg.SID, Status: msg.Status, DateCreated: created.UTC().Format(time.RFC3339)})
 }
 
 // failed decides the fate of a task whose send failed (DESIGN.md's policy).
@@ -247,7 +261,8 @@ func expired(p SMSPayload, now time.Time) bool {
 	return p.ExpiresAt != nil && !now.Before(*p.ExpiresAt)
 }
 
-func (h *SMSHandler) writeResult(t *asynq.Task, res SMSResult) error {
+func (h *SMSHandler) writeResult(ctx context.Context, t *asynq.Task, res SMSResult) error {
+	journalOf(ctx).result(ctx, h.logger(), res)
 	if w := t.ResultWriter(); w != nil {
 		b, _ := json.Marshal(res)
 		if _, err := w.Write(b); err != nil {

@@ -75,6 +75,11 @@ func enqueueTask(e env, task *asynq.Task, id, to string) error {
 	if err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
+	channel := "voice"
+	if task.Type() == tasks.TypeSendSMS {
+		channel = "sms"
+	}
+	logQueued(ctx, e, rdb, info, to, channel)
 	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to})
 }
 

@@ -30,6 +30,7 @@ Usage:
   enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
   enqueue status TASK_ID
   enqueue call-status CALL_SID
+  enqueue log [--to NUMBER] [--task ID] [--since 1h] [--follow] [--unmask]
   enqueue optout add|remove|check|history|list|import|imports [--channel sms|voice|all] …
   enqueue consent add|remove|check|history|list|import|imports [--channel sms|voice|all] …
 
@@ -94,6 +95,8 @@ func run(args []string, e env) int {
 		err = cmdCall(args[1:], e)
 	case "call-status":
 		err = cmdCallStatus(args[1:], e)
+	case "log":
+		err = cmdLog(args[1:], e)
 	case "optout", "consent": // optout.go
 		err = cmdList(optout.Kind(args[0]), args[1:], e)
 	default:
@@ -241,6 +244,7 @@ func cmdSMS(args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
+	logQueued(ctx, e, rdb, info, norm.To, "sms")
 	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: norm.To})
 }
 

@@ -102,7 +102,7 @@ func cmdList(kind optout.Kind, args []string, e env) error {
 		return err
 	}
 	defer rdb.Close()
-	store := optout.NewStore(rdb)
+	store := optout.NewStore(rdb).WithLog(commLog(e, rdb))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	out := bufio.NewWriter(e.stdout)

@@ -111,11 +111,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	optouts := optout.NewStore(rdb)
+	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
+	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
 	producer := asynq.NewClientFromRedisClient(rdb)
-	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
 	tracker := &tasks.Tracker{
 		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
 		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Log: commLog, Logger: log, Metrics: m,
@@ -133,7 +133,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Log: commLog, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,

@@ -1,0 +1,79 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
+)
+
+// journal carries what one handler run learns into the communications log:
+// the handler fills in the recipient, and its outcome — a result written,
+// or the error that decides the task's fate — becomes one entry.
+type journal struct {
+	log     *commlog.Log
+	entry   commlog.Entry // the fields every entry of this run shares
+	settled bool          // a result was written and logged
+}
+
+type journalKey struct{}
+
+func withJournal(ctx context.Context, j *journal) context.Context {
+	return context.WithValue(ctx, journalKey{}, j)
+}
+
+// journalOf returns the run's journal; a throwaway one outside a run.
+func journalOf(ctx context.Context) *journal {
+	if j, ok := ctx.Value(journalKey{}).(*journal); ok {
+		return j
+	}
+	return &journal{}
+}
+
+func (j *journal) append(ctx context.Context, log *slog.Logger, e commlog.Entry) {
+	if j.log == nil {
+		return
+	}
+	base := j.entry
+	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until =
+		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until
+	if base.Channel == "" {
+		base.Channel = "sms"
+	}
+	if err := j.log.Append(ctx, base); err != nil {
+		log.Warn("communications log append failed", "err", err)
+	}
+}
+
+// result logs a written result: sent (with its SID) or skipped (with why).
+func (j *journal) result(ctx context.Context, log *slog.Logger, res SMSResult) {
+	j.settled = true
+	if res.Status == "skipped" {
+		j.append(ctx, log, commlog.Entry{Event: commlog.Skipped, Reason: res.Reason})
+		return
+	}
+	j.append(ctx, log, commlog.Entry{Event: commlog.Sent, SID: res.MessageSID, Status: res.Status})
+}
+
+// outcome logs the fate an error gives the task: deferred, archived, or
+// failed for now (it will be retried).
+func (j *journal) outcome(ctx context.Context, log *slog.Logger, err error) {
+	if err == nil || j.settled {
+		return
+	}
+	var d *ratelimit.DeferError
+	switch {
+	case errors.As(err, &d):
+		j.append(ctx, log, commlog.Entry{Event: commlog.Deferred, Reason: d.Reason, Until: d.Until.UTC().Format(time.RFC3339Nano)})
+	case errors.Is(err, asynq.SkipRetry):
+		j.append(ctx, log, commlog.Entry{Event: commlog.Failed, Status: "archived", Code: twilioapi.CodeOf(err), Reason: err.Error()})
+	default:
+		j.append(ctx, log, commlog.Entry{Event: commlog.Failed, Status: "retrying", Code: twilioapi.CodeOf(err), Reason: err.Error()})
+	}
+}
