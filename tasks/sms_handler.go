@@ -44,10 +44,19 @@ type SMSHandler struct {
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
+	// Campaigns, when set, stops messages of canceled campaigns and counts
+	// each campaign message's final outcome (campaign.go).
+	Campaigns Campaigns
 }
 
 // ProcessTask implements asynq.Handler.
 func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	err := h.process(ctx, t)
+	h.countFailure(ctx, t, err) // campaign messages: completions count in writeResult
+	return err
+}
+
+func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	h.Metrics.TaskRun(TypeSendSMS)
 	r := h.Rules.WithDefaults()
 	log := h.logger()
@@ -95,6 +104,11 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+	}
+
+	// Campaign canceled? Checked last, right before the send.
+	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		return err
 	}
 
 	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
@@ -221,6 +235,7 @@ func expired(p SMSPayload, now time.Time) bool {
 }
 
 func (h *SMSHandler) writeResult(t *asynq.Task, res SMSResult) error {
+	h.countCompleted(t, res) // campaign messages (campaign.go)
 	if w := t.ResultWriter(); w != nil {
 		b, _ := json.Marshal(res)
 		if _, err := w.Write(b); err != nil {
