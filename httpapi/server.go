@@ -51,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	}
+	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
 	return mux
 }
 

@@ -28,6 +28,10 @@ Usage:
   enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
   enqueue status TASK_ID
   enqueue call-status CALL_SID
+  enqueue bulk --campaign ID --body TEXT [--from NUMBER] [--class C] [FILE|-]
+              recipients one per line, or CSV with a phone (or to) column whose
+              other columns fill {{column}} in the body; safe to run again
+  enqueue campaign status|cancel ID
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -35,6 +39,8 @@ Examples:
   enqueue status order-42-shipped
   enqueue call --to +14155551234 --say "Service api is down. Incident 123."
   enqueue call-status CA0123456789abcdef0123456789abcdef
+  enqueue bulk --campaign incident-42 --body "Hi {{name}}, the API is down." customers.csv
+  enqueue campaign status incident-42
 
 Environment:
   REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
@@ -90,6 +96,10 @@ func run(args []string, e env) int {
 		err = cmdCall(args[1:], e)
 	case "call-status":
 		err = cmdCallStatus(args[1:], e)
+	case "bulk": // bulk.go
+		err = cmdBulk(args[1:], e)
+	case "campaign":
+		err = cmdCampaign(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}

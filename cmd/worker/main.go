@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
@@ -116,6 +117,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Campaigns: campaign.NewStore(rdb),
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
