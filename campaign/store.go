@@ -17,8 +17,11 @@
 //     "skipped:{reason}"). It de-duplicates across submissions and guards
 //     the counts: an outcome is counted only when it replaces "q" or "r:…",
 //     so a task that runs twice is counted once.
+//   - tw:campaign:{id}:to:r:{run} (set): the numbers one submission has met,
+//     to tell a duplicate line from a recipient an earlier submission queued;
+//     deleted when the submission ends (expires after an hour otherwise).
 //
-// Both keys expire [TTL] after the last submission or outcome.
+// The first two expire [TTL] after the last submission or outcome.
 //
 // # Exactly once
 //

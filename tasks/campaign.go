@@ -85,10 +85,10 @@ func (h *SMSHandler) countCompleted(t *asynq.Task, res SMSResult) {
 	h.countOutcome(context.Background(), t, outcome)
 }
 
-// countFailure counts a campaign message whose task is archived by err: a
-// final error, or the last retry failing.
+// countFailure counts a campaign message whose task asynq archives because
+// of err, by asynq's own rule: a final error, or no retries left.
 func (h *SMSHandler) countFailure(ctx context.Context, t *asynq.Task, err error) {
-	if err == nil || !IsFailure(err) {
+	if err == nil {
 		return
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
