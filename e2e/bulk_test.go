@@ -156,10 +156,10 @@ func TestBulkCampaignReachesEachRecipientOnce(t *testing.T) {
 
 func TestBulkCampaignCancelStopsTheRest(t *testing.T) {
 	t.Parallel()
-	// Two handler slots and 20 ms per send: 300 recipients take seconds.
+	// Two handler slots and 20 ms per send: 1,000 recipients take about ten seconds.
 	s := newStack(t, []string{"--latency", "20ms"}, "CONCURRENCY=2")
 	var list strings.Builder
-	const n = 300
+	const n = 1000
 	for i := range n {
 		fmt.Fprintf(&list, "+1415%07d\n", 2000000+i)
 	}
