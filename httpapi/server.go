@@ -69,6 +69,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeDashboard(mux) // /monitoring/
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
+	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
 	return s.middleware(mux)
 }
 

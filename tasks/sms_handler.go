@@ -56,6 +56,10 @@ type SMSHandler struct {
 	// Limiter, when set, applies the sender and recipient rate limits just
 	// before the opt-out check and the send (limit.go).
 	Limiter Limiter
+
+	// Campaigns, when set, stops messages of canceled campaigns and counts
+	// each campaign message's final outcome (campaign.go).
+	Campaigns Campaigns
 }
 
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
@@ -65,6 +69,7 @@ func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	j.entry.TaskID, _ = asynq.GetTaskID(ctx)
 	err := h.process(withJournal(ctx, j), t)
 	j.outcome(ctx, h.logger(), err)
+	h.countFailure(ctx, t, err) // campaign messages: completions count in writeResult
 	return err
 }
 
@@ -113,6 +118,10 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
+	// A canceled campaign's message takes no slot from the limits either.
+	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		return err
+	}
 	if h.Limiter != nil {
 		if err := h.admit(ctx, log, p); err != nil {
 			return err
@@ -130,6 +139,11 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+	}
+
+	// Campaign canceled? Checked last, right before the send.
+	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		return err
 	}
 
 	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
@@ -263,6 +277,7 @@ func expired(p SMSPayload, now time.Time) bool {
 
 func (h *SMSHandler) writeResult(ctx context.Context, t *asynq.Task, res SMSResult) error {
 	journalOf(ctx).result(ctx, h.logger(), res)
+	h.countCompleted(t, res) // campaign messages (campaign.go)
 	if w := t.ResultWriter(); w != nil {
 		b, _ := json.Marshal(res)
 		if _, err := w.Write(b); err != nil {

@@ -33,6 +33,10 @@ Usage:
   enqueue log [--to NUMBER] [--task ID] [--since 1h] [--follow] [--unmask]
   enqueue optout add|remove|check|history|list|import|imports [--channel sms|voice|all] …
   enqueue consent add|remove|check|history|list|import|imports [--channel sms|voice|all] …
+  enqueue bulk --campaign ID --body TEXT [--from NUMBER] [--class C] [FILE|-]
+              recipients one per line, or CSV with a phone (or to) column whose
+              other columns fill {{column}} in the body; safe to run again
+  enqueue campaign status|cancel ID
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -40,6 +44,8 @@ Examples:
   enqueue status order-42-shipped
   enqueue call --to +14155551234 --say "Service api is down. Incident 123."
   enqueue call-status CA0123456789abcdef0123456789abcdef
+  enqueue bulk --campaign incident-42 --body "Hi {{name}}, the API is down." customers.csv
+  enqueue campaign status incident-42
 
 Environment:
   REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
@@ -99,6 +105,10 @@ func run(args []string, e env) int {
 		err = cmdLog(args[1:], e)
 	case "optout", "consent": // optout.go
 		err = cmdList(optout.Kind(args[0]), args[1:], e)
+	case "bulk": // bulk.go
+		err = cmdBulk(args[1:], e)
+	case "campaign":
+		err = cmdCampaign(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}

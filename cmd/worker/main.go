@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
@@ -137,6 +138,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
+		Campaigns: campaign.NewStore(rdb),
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{

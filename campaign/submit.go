@@ -1,0 +1,457 @@
+package campaign
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+// Defaults of Deps.
+const (
+	// WorkersDefault is how many batches are enqueued at once: enough to
+	// keep a local Redis busy on two cores.
+	WorkersDefault = 16
+	// BatchDefault is how many recipients one reservation script handles.
+	BatchDefault = 100
+	// ProgressEveryDefault is how often Deps.Progress is called.
+	ProgressEveryDefault = time.Second
+	// InvalidListMax bounds Summary.Invalid: the invalid lines with the
+	// lowest numbers are listed, InvalidCount counts them all.
+	InvalidListMax = 1000
+)
+
+// Deps is what a submission needs.
+type Deps struct {
+	Redis redis.UniversalClient
+	// Client enqueues the tasks; nil makes one on Redis. asynq's client is
+	// safe for concurrent use: the workers share it.
+	Client *asynq.Client
+	Rules  tasks.Rules
+	// Workers is how many batches are in flight at once (WorkersDefault).
+	Workers int
+	// Batch is how many recipients one Redis reservation covers (BatchDefault).
+	Batch int
+	// Progress, when set, is called about every ProgressEvery while the
+	// submission runs, never after Submit returns.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+}
+
+// Request is a campaign submission: the same body (or, for a CSV list, a
+// body with {{column}} placeholders) to every recipient.
+type Request struct {
+	Campaign   string   `json:"campaign"`
+	Body       string   `json:"body"`
+	From       string   `json:"from,omitempty"`
+	Class      string   `json:"class,omitempty"` // transactional (default), alert, marketing
+	Recipients []string `json:"recipients,omitempty"`
+}
+
+// Summary is the outcome of one submission. Every recipient line read
+// counts in Total and in exactly one of Enqueued, AlreadyQueued,
+// Duplicates, InvalidCount and OptedOut.
+type Summary struct {
+	Campaign   string        `json:"campaign"`
+	Total      int64         `json:"total"`      // recipient lines read (blank lines aside)
+	Enqueued   int64         `json:"enqueued"`   // tasks created by this submission
+	Duplicates int64         `json:"duplicates"` // repeats of a recipient earlier in this input
+	Invalid    []InvalidLine `json:"invalid"`    // the first InvalidListMax, by line
+	OptedOut   int64         `json:"optedOut"`   // on the SMS opt-out list: not queued
+	// AlreadyQueued counts recipients an earlier submission of the campaign
+	// already queued: a re-run of the same input has Enqueued 0 and
+	// AlreadyQueued the former Enqueued.
+	AlreadyQueued int64 `json:"alreadyQueued"`
+	InvalidCount  int64 `json:"invalidCount"` // all invalid lines; Invalid may list fewer
+}
+
+// InvalidLine is a recipient line that was not queued, and why (without the
+// number: it may be somebody's real one).
+type InvalidLine struct {
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// Progress is a running submission's counts.
+type Progress struct {
+	Read          int64 `json:"read"`
+	Enqueued      int64 `json:"enqueued"`
+	AlreadyQueued int64 `json:"alreadyQueued"`
+	Duplicates    int64 `json:"duplicates"`
+	Invalid       int64 `json:"invalid"`
+	OptedOut      int64 `json:"optedOut"`
+}
+
+// Submit queues req.Body to each of req.Recipients (the agent hub's
+// sendBulkSMS action and POST /v1/campaigns with JSON). Bad input that
+// concerns the whole request is a *tasks.FieldError; a bad recipient is an
+// invalid line of the Summary. ErrCanceled: the campaign was canceled.
+func Submit(ctx context.Context, d Deps, req Request) (Summary, error) {
+	if len(req.Recipients) == 0 {
+		return Summary{Campaign: req.Campaign, Invalid: []InvalidLine{}}, &tasks.FieldError{Field: "recipients", Problem: "is empty"}
+	}
+	return submit(ctx, d, req, &sliceSource{numbers: req.Recipients})
+}
+
+// SubmitFile queues req.Body to the recipients read from r: one per line, or
+// CSV with a header naming a "phone" (or "to") column, whose other columns
+// fill {{column}} placeholders in the body. r is streamed: memory does not
+// grow with its size. req.Recipients is ignored.
+func SubmitFile(ctx context.Context, d Deps, req Request, r io.Reader) (Summary, error) {
+	if err := checkRequest(req); err != nil {
+		return Summary{Campaign: req.Campaign, Invalid: []InvalidLine{}}, err
+	}
+	src, err := newFileSource(r)
+	if err != nil {
+		return Summary{Campaign: req.Campaign, Invalid: []InvalidLine{}}, err
+	}
+	return submit(ctx, d, req, src)
+}
+
+func checkRequest(req Request) error {
+	if req.Campaign == "" {
+		return &tasks.FieldError{Field: "campaign", Problem: "is required"}
+	}
+	if !ValidID(req.Campaign) {
+		return &tasks.FieldError{Field: "campaign", Problem: "must be 1-64 letters, digits, '.', '_' or '-'"}
+	}
+	return nil
+}
+
+// probeNumber stands in for a recipient when the request's own fields are
+// checked before any line is read (a Twilio test number: always valid).
+const probeNumber = "+15005550006"
+
+// reservation codes of reserveScript
+const (
+	codeNew = iota
+	codeDuplicate
+	codeQueued
+	codeOptedOut
+	codeRetry // reserved by a submission that did not confirm: enqueue again
+)
+
+// reserveScript claims a batch of recipients for this submission. KEYS:
+// stats, recipients, opt-out set, this submission's set of numbers seen.
+// ARGV: run tag, ttl seconds, now (Unix), numbers…. Returns a code per
+// number, or -1 when the campaign is canceled.
+var reserveScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'canceledAt') == 1 then return -1 end
+local out, new = {}, 0
+for i = 4, #ARGV do
+  local n = ARGV[i]
+  local v = redis.call('HGET', KEYS[2], n)
+  local c
+  if redis.call('SADD', KEYS[4], n) == 0 then c = 1
+  elseif v then
+    if string.sub(v, 1, 2) == 'r:' then redis.call('HSET', KEYS[2], n, ARGV[1]); c = 4 else c = 2 end
+  elseif redis.call('SISMEMBER', KEYS[3], n) == 1 then c = 3
+  else redis.call('HSET', KEYS[2], n, ARGV[1]); new = new + 1; c = 0 end
+  out[#out + 1] = c
+end
+if new > 0 then redis.call('HINCRBY', KEYS[1], 'total', new) end
+redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[4], 3600)
+return out
+`)
+
+// confirmScript marks recipients queued. KEYS: stats, recipients. ARGV:
+// tasks created, numbers….
+var confirmScript = redis.NewScript(`
+for i = 2, #ARGV do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  if v and string.sub(v, 1, 2) == 'r:' then redis.call('HSET', KEYS[2], ARGV[i], 'q') end
+end
+if tonumber(ARGV[1]) > 0 then redis.call('HINCRBY', KEYS[1], 'enqueued', ARGV[1]) end
+return 1
+`)
+
+type run struct {
+	d     Deps
+	req   Request
+	tmpl  template
+	tag   string
+	rules tasks.Rules
+
+	read, enqueued, already, dups, invalid, optedOut atomic.Int64
+
+	mu      sync.Mutex
+	lowest  lineHeap // the InvalidListMax lowest invalid lines
+	failErr error
+}
+
+func submit(ctx context.Context, d Deps, req Request, src source) (Summary, error) {
+	sum := Summary{Campaign: req.Campaign, Invalid: []InvalidLine{}}
+	if err := checkRequest(req); err != nil {
+		return sum, err
+	}
+	if d.Redis == nil {
+		return sum, errors.New("campaign: Deps.Redis is nil")
+	}
+	if d.Client == nil {
+		d.Client = asynq.NewClientFromRedisClient(d.Redis)
+	}
+	if d.Workers <= 0 {
+		d.Workers = WorkersDefault
+	}
+	if d.Batch <= 0 {
+		d.Batch = BatchDefault
+	}
+	if d.ProgressEvery <= 0 {
+		d.ProgressEvery = ProgressEveryDefault
+	}
+	r := &run{d: d, req: req, rules: d.Rules.WithDefaults(), tag: fmt.Sprintf("%s%08x", reservePrefix, rand.Uint32())}
+	var err error
+	if r.tmpl, err = parseTemplate(req.Body, src.columns()); err != nil {
+		return sum, err
+	}
+	// The fields every message shares are checked once, before any line.
+	probe := tasks.SMSPayload{To: probeNumber, Body: req.Body, From: req.From, Class: req.Class, Campaign: req.Campaign}
+	if r.tmpl.personal() {
+		probe.Body = "x"
+	}
+	if _, err := probe.Normalize(r.rules); err != nil {
+		return sum, err
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	batches := make(chan []row, d.Workers)
+	var wg sync.WaitGroup
+	for range d.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				if err := r.batch(ctx, b); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	stopProgress := r.reportProgress(ctx)
+
+	readErr := r.readAll(ctx, src, batches)
+	close(batches)
+	wg.Wait()
+	stopProgress()
+	r.d.Redis.Unlink(context.WithoutCancel(ctx), r.seenKey()) // else it expires within the hour
+
+	err = context.Cause(ctx)
+	if readErr != nil {
+		err = readErr
+	}
+	sum.Total = r.read.Load()
+	sum.Enqueued, sum.AlreadyQueued = r.enqueued.Load(), r.already.Load()
+	sum.Duplicates, sum.OptedOut, sum.InvalidCount = r.dups.Load(), r.optedOut.Load(), r.invalid.Load()
+	sum.Invalid = r.lowest.sorted()
+	return sum, err
+}
+
+// seenKey is the set of numbers this submission has met: duplicates within
+// one input are told from recipients queued by an earlier one. It lives in
+// Redis, not in process memory, and goes when the submission ends.
+func (r *run) seenKey() string { return recipientsKey(r.req.Campaign) + ":" + r.tag }
+
+// readAll streams the source into batches.
+func (r *run) readAll(ctx context.Context, src source, out chan<- []row) error {
+	b := make([]row, 0, r.d.Batch)
+	for {
+		rw, err := src.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		r.read.Add(1)
+		if b = append(b, rw); len(b) == r.d.Batch {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return nil
+			}
+			b = make([]row, 0, r.d.Batch)
+		}
+	}
+	if len(b) > 0 {
+		select {
+		case out <- b:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+type item struct {
+	number string
+	task   *asynq.Task
+}
+
+// batch validates a batch of rows, reserves its recipients, enqueues the
+// new ones and marks them queued.
+func (r *run) batch(ctx context.Context, rows []row) error {
+	items := make([]item, 0, len(rows))
+	for _, rw := range rows {
+		it, problem := r.prepare(rw)
+		if problem != "" {
+			r.invalidLine(rw.line, problem)
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	keys := []string{statsKey(r.req.Campaign), recipientsKey(r.req.Campaign), optout.SMS.Key(), r.seenKey()}
+	args := make([]any, 0, 3+len(items))
+	args = append(args, r.tag, int64(TTL/time.Second), time.Now().Unix())
+	for _, it := range items {
+		args = append(args, it.number)
+	}
+	res, err := reserveScript.Run(ctx, r.d.Redis, keys, args...).Result()
+	if err != nil {
+		return fmt.Errorf("reserve recipients: %w", err)
+	}
+	codes, ok := res.([]any)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrCanceled, r.req.Campaign)
+	}
+	if len(codes) != len(items) {
+		return fmt.Errorf("reserve recipients: %d answers for %d numbers", len(codes), len(items))
+	}
+	confirm := make([]any, 1, 1+len(items))
+	var created int64
+	for i, it := range items {
+		switch c, _ := codes[i].(int64); c {
+		case codeDuplicate:
+			r.dups.Add(1)
+		case codeQueued:
+			r.already.Add(1)
+		case codeOptedOut:
+			r.optedOut.Add(1)
+		default: // codeNew, codeRetry
+			_, err := r.d.Client.EnqueueContext(ctx, it.task, asynq.TaskID(TaskID(r.req.Campaign, it.number)))
+			switch {
+			case err == nil:
+				created++
+				r.enqueued.Add(1)
+			case errors.Is(err, asynq.ErrTaskIDConflict):
+				r.already.Add(1)
+			default:
+				// Reserved but not queued: the next submission enqueues it.
+				return fmt.Errorf("enqueue: %w", err)
+			}
+			confirm = append(confirm, it.number)
+		}
+	}
+	if len(confirm) == 1 {
+		return nil
+	}
+	confirm[0] = strconv.FormatInt(created, 10)
+	if err := confirmScript.Run(ctx, r.d.Redis, keys[:2], confirm...).Err(); err != nil {
+		return fmt.Errorf("mark recipients queued: %w", err)
+	}
+	return nil
+}
+
+// prepare builds the row's task, or says why the row is invalid.
+func (r *run) prepare(rw row) (item, string) {
+	if rw.problem != "" {
+		return item{}, rw.problem
+	}
+	// The number is parsed once, by NewSendSMSTask (libphonenumber is most of
+	// the CPU time of a submission); the task id, which needs the E.164
+	// form, is given at enqueue time.
+	p := tasks.SMSPayload{To: rw.number, Body: r.tmpl.fill(rw.record), From: r.req.From, Class: r.req.Class, Campaign: r.req.Campaign}
+	task, err := tasks.NewSendSMSTask(p, r.rules, asynq.Queue(tasks.QueueBulk))
+	if err != nil {
+		return item{}, err.Error()
+	}
+	var norm struct{ To string }
+	if err := json.Unmarshal(task.Payload(), &norm); err != nil || norm.To == "" {
+		return item{}, "to: could not be normalised"
+	}
+	return item{number: norm.To, task: task}, ""
+}
+
+func (r *run) invalidLine(line int, reason string) {
+	r.invalid.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lowest) < InvalidListMax {
+		heap.Push(&r.lowest, InvalidLine{Line: line, Reason: reason})
+	} else if line < r.lowest[0].Line {
+		r.lowest[0] = InvalidLine{Line: line, Reason: reason}
+		heap.Fix(&r.lowest, 0)
+	}
+}
+
+func (r *run) progress() Progress {
+	return Progress{Read: r.read.Load(), Enqueued: r.enqueued.Load(), AlreadyQueued: r.already.Load(),
+		Duplicates: r.dups.Load(), Invalid: r.invalid.Load(), OptedOut: r.optedOut.Load()}
+}
+
+// reportProgress calls Deps.Progress on a ticker until the returned stop.
+func (r *run) reportProgress(ctx context.Context) (stop func()) {
+	if r.d.Progress == nil {
+		return func() {}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(r.d.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.d.Progress(r.progress())
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
+}
+
+// lineHeap is a max-heap of invalid lines by line number.
+type lineHeap []InvalidLine
+
+func (h lineHeap) Len() int           { return len(h) }
+func (h lineHeap) Less(i, j int) bool { return h[i].Line > h[j].Line }
+func (h lineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *lineHeap) Push(x any)        { *h = append(*h, x.(InvalidLine)) }
+func (h *lineHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (h lineHeap) sorted() []InvalidLine {
+	out := make([]InvalidLine, len(h))
+	copy(out, h)
+	slices.SortFunc(out, func(a, b InvalidLine) int { return a.Line - b.Line })
+	return out
+}
