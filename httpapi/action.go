@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -20,6 +21,7 @@ const (
 	ActionSendSMS       = "sendSMS"
 	ActionMakeCall      = "makeCall"
 	ActionGetCallStatus = "getCallStatus"
+	ActionSendBulkSMS   = "sendBulkSMS"
 )
 
 // Codes of ActionError, also the "code" of the HTTP error answer.
@@ -40,6 +42,7 @@ type Action struct {
 	SMS      tasks.SMSPayload  // sendSMS
 	Call     tasks.CallPayload // makeCall
 	CallSID  string            // getCallStatus
+	Bulk     campaign.Request  // sendBulkSMS
 }
 
 // ActionError is a request DecodeAction refuses. Field names the offending
@@ -123,10 +126,13 @@ func DecodeAction(data []byte) (Action, error) {
 	if err := json.Unmarshal(raw, &a.Name); err != nil {
 		return a, invalid("action", "must be a string: sendSMS, makeCall or getCallStatus")
 	}
+	if a.Name == ActionSendBulkSMS {
+		return decodeBulk(a, env["arguments"])
+	}
 	specs, ok := actionArgs[a.Name]
 	if !ok {
 		return a, &ActionError{Code: CodeUnknownAction, Field: "action",
-			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall or getCallStatus", quoteShort(a.Name))}
+			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall, getCallStatus or sendBulkSMS", quoteShort(a.Name))}
 	}
 
 	rawArgs, ok := env["arguments"]
@@ -188,6 +194,28 @@ func DecodeAction(data []byte) (Action, error) {
 		if !callSIDPattern.MatchString(a.CallSID) {
 			return a, invalid("callSid", "must be a call SID: CA followed by 32 hexadecimal digits")
 		}
+	}
+	return a, nil
+}
+
+// decodeBulk reads sendBulkSMS's arguments: {"campaign","body","recipients":[…]}
+// (and from, class). The values are the campaign's to judge.
+func decodeBulk(a Action, raw json.RawMessage) (Action, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return a, invalid("arguments", `is required: {"campaign","body","recipients":[…]}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a.Bulk); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return a, invalid(fieldName(typeErr.Field), "has the wrong type")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return a, invalid(fieldName(name), "is not an argument of sendBulkSMS; it takes campaign, body, recipients, from, class")
+		}
+		return a, invalid("arguments", `must be an object {"campaign","body","recipients":[…]}`)
 	}
 	return a, nil
 }

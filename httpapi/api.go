@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -93,6 +94,10 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	switch a.Name {
 	case ActionGetCallStatus:
 		s.callStatus(w, r, a.CallSID)
+		return
+	case ActionSendBulkSMS:
+		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}, a.Bulk)
+		s.answerCampaign(w, a.Bulk, sum, err)
 		return
 	case ActionSendSMS:
 		task, err = tasks.NewSendSMSTask(a.SMS, s.Rules, taskOptions(a, key)...)

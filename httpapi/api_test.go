@@ -317,3 +317,34 @@ func TestPanicAnswers500AndIsLogged(t *testing.T) {
 		t.Fatalf("panic not logged: %s", logs.String())
 	}
 }
+
+func TestSendBulkSMSAction(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t, nil)
+	body := `{"action":"sendBulkSMS","arguments":{"campaign":"incident-7","body":"Service restored",
+		"recipients":["+14155550101","+1 415 555 0102","+14155550101","12"]}}`
+	r := post(t, s.url+"/v1/actions", body, nil)
+	v := r.json(t)
+	if r.status != 202 || v["campaign"] != "incident-7" || v["total"] != float64(4) || v["enqueued"] != float64(2) || v["duplicates"] != float64(1) {
+		t.Fatalf("sendBulkSMS: %d %s", r.status, r.body)
+	}
+	info, err := s.Inspector.GetTaskInfo("bulk", "incident-7:+14155550102")
+	if err != nil || info.Type != tasks.TypeSendSMS {
+		t.Fatalf("recipient task: %+v %v", info, err)
+	}
+	if r := post(t, s.url+"/v1/actions", body, nil); r.json(t)["enqueued"] != float64(0) {
+		t.Fatalf("a repeated submission queued again: %s", r.body)
+	}
+	for _, c := range []struct{ body, field string }{
+		{`{"action":"sendBulkSMS","arguments":{"campaign":"c","body":"b","recipients":"+14155550101"}}`, "recipients"},
+		{`{"action":"sendBulkSMS","arguments":{"campaign":"c","body":"b","recipients":["+14155550101"],"priority":"critical"}}`, "priority"},
+		{`{"action":"sendBulkSMS","arguments":{"campaign":"c","body":"b","recipients":[]}}`, "recipients"},
+		{`{"action":"sendBulkSMS","arguments":{"campaign":"c","recipients":["+14155550101"]}}`, "body"},
+		{`{"action":"sendBulkSMS"}`, "arguments"},
+	} {
+		r := post(t, s.url+"/v1/actions", c.body, nil)
+		if e := r.apiErr(t); r.status != 422 || e.Field != c.field {
+			t.Errorf("%s: %d %s, want 422 naming %s", c.body, r.status, r.body, c.field)
+		}
+	}
+}

@@ -81,6 +81,11 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			"must be application/json, text/csv or multipart/form-data")
 		return
 	}
+	s.answerCampaign(w, req, sum, err)
+}
+
+// answerCampaign answers a submission: 202 with its summary, or the error.
+func (s *Server) answerCampaign(w http.ResponseWriter, req campaign.Request, sum campaign.Summary, err error) {
 	var fe *tasks.FieldError
 	switch {
 	case err == nil:
