@@ -329,16 +329,25 @@ local function earliest()
   return tp, kp
 end
 
+-- A hold is the slot's time; "g:" before it marks a slot whose gate was
+-- already charged when it was given (a critical message's).
+local function readHold()
+  local v = redis.call('GET', KEYS[1])
+  if not v then return nil, false end
+  if string.sub(v, 1, 2) == 'g:' then return tonumber(string.sub(v, 3)), true end
+  return tonumber(v), false
+end
+
 if mode == 'book' then
-  local h = redis.call('GET', KEYS[1])
-  if h then return {'held', h, 0} end
+  local h = readHold()
+  if h then return {'held', fmt(h), 0} end
   local t, k = earliest()
   if notAfter > 0 and t > notAfter then return {'late', fmt(t), k} end
   book(t); save(); hold(t)
   return {'held', fmt(t), k}
 end
 
-local h = tonumber(redis.call('GET', KEYS[1]))
+local h, gated = readHold()
 if h then
   -- Woken before the slot (asynq schedules to the whole second, so up to a
   -- second early): come back at the slot, in process when that is soon. The
@@ -347,6 +356,11 @@ if h then
   if h > now then
     if h - now <= maxSleep then return {'soon', fmt(h), 0} end
     return {'wait', fmt(h), 0}
+  end
+  if gated then
+    -- Its gate slot was taken when it was given: go.
+    redis.call('DEL', KEYS[1])
+    return {'go', fmt(now), 0}
   end
   local t, k = fit(gate, now)
   if t - now <= maxSleep then
@@ -358,12 +372,15 @@ if h then
   redis.call('DEL', KEYS[1])
 end
 if mode == 'first' then
+  -- Ahead of the booked and held tasks: the next free place at the gate
+  -- (they pass it one interval later, or book again when overtaken), held
+  -- with the gate already charged when it is more than maxSleep away.
   local t, k = fit(gate, now)
-  if t - now <= maxSleep then
-    -- Ahead of the booked tasks; they pass the gate one interval later.
-    take(gate, t); book(t); save()
-    return {'go', fmt(t), k}
-  end
+  if notAfter > 0 and t > notAfter then return {'late', fmt(t), k} end
+  take(gate, t); book(t); save()
+  if t - now <= maxSleep then return {'go', fmt(t), k} end
+  redis.call('SET', KEYS[1], 'g:' .. fmt(t), 'PX', math.max(math.ceil((t - now) / 1000), 0) + grace)
+  return {'wait', fmt(t), k}
 end
 local t, k = earliest()
 if notAfter > 0 and t > notAfter then return {'late', fmt(t), k} end

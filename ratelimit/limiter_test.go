@@ -464,3 +464,39 @@ func TestAdmitCall(t *testing.T) {
 		t.Fatalf("%+v %v", d, err)
 	}
 }
+
+// A slow sender's gate may be further ahead than MaxSleep when a critical
+// message comes (at 1/s, the held task that just passed it put it a second
+// or more ahead): the critical message still gets the next place at the
+// gate, held for it, not a slot after every held and booked one.
+func TestFirstHoldsTheNextGateSlotWhenItIsFar(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ratelimit.Config{Sender: rate(t, "1/s"), MaxSleep: 500 * time.Millisecond})
+	// 50 bulk tasks ran once each: the first went, the others hold slots 1 s apart.
+	for i := range 50 {
+		d := f.admit(t, sms(fmt.Sprint("bulk", i)))
+		if (i == 0) != d.Go {
+			t.Fatalf("bulk%d: %+v", i, d)
+		}
+	}
+	// The held task of +1 s passes the gate at +1 s, which moves to +2 s.
+	f.clk.Add(time.Second)
+	if d := f.admit(t, sms("bulk1")); !d.Go {
+		t.Fatalf("bulk1 at its slot: %+v", d)
+	}
+	code := sms("2fa") // at +1 s the gate is a second away, more than MaxSleep
+	code.To, code.First, code.NotAfter = "+14155550000", true, f.clk.Now().Add(5*time.Minute)
+	d := f.admit(t, code)
+	if d.Go || d.Late || f.offset(d) != 2*time.Second {
+		t.Fatalf("critical message: %+v at +%v, want a held slot at +2s", d, f.offset(d))
+	}
+	// At its slot it goes without asking the gate again.
+	f.clk.Add(time.Second)
+	if d := f.admit(t, code); !d.Go {
+		t.Fatalf("critical message at its slot: %+v", d)
+	}
+	// The held task whose slot it took is overtaken and books again.
+	if d := f.admit(t, sms("bulk2")); d.Go {
+		t.Fatalf("bulk2 passed the gate in the same second as the critical message: %+v", d)
+	}
+}
