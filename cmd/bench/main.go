@@ -1,10 +1,15 @@
 // Command bench runs the worker's benchmark scenarios against real worker
-// processes, a private redis-server and the Twilio simulator, prints a
-// Markdown table and writes the figures as JSON.
+// processes, a private redis-server and the Twilio simulator, and prints a
+// Markdown table (and writes JSON) with the machine it ran on and, for each
+// figure, the baseline measured in the same run (bare asynq on the same
+// Redis, or the bound the figure is held to) and the ratio.
 //
-//	go run ./cmd/bench [-short] [-json bench-results.json] [-run NAME]
+//	go run ./cmd/bench [-short] [-strict] [-json bench-results.json] [-run NAME]
 //
-// Each scenario is one row of the table; add one by appending to scenarios.
+// A missed target is a finding, reported with ✗; the exit status is 1 only
+// when a scenario could not run (or, with -strict, when a target is missed).
+// Each scenario is one row group of the table; add one by appending to
+// scenarios.
 package main
 
 import (
@@ -21,33 +26,56 @@ import (
 	"time"
 )
 
-// scenario is one row of the table.
+// scenario is one group of rows of the table.
 type scenario struct {
 	name string
 	desc string
-	run  func(ctx context.Context, env *env) ([]figure, error)
+	run  func(ctx context.Context, env *env) (result, error)
 }
 
 var scenarios = []scenario{
+	{"throughput", "N sms:send pre-queued on default, CONCURRENCY=50, zero-latency simulator, limits and Twilio pacing (TWILIO_MAX_RPS/TWILIO_MAX_CONCURRENT=10000) not binding, first delivery poll 1 min out; drain time vs bare asynq (no-op handler, same concurrency, Redis, queues, task options and payload size)", throughput},
+	{"twilio-latency", "N sms:send pre-queued, simulator at 100 ms, CONCURRENCY=200, limits and Twilio pacing not binding; drain rate vs the bound CONCURRENCY/latency = 2000/s", twilioLatency},
+	{"enqueue", "N recipients through the producer path (enqueue bulk, or tasks.EnqueueSMS from 16 goroutines) vs asynq.Client.Enqueue from 16 goroutines, same payload size, same Redis", enqueueRate},
+	{"latency", "critical sms:send (CONCURRENCY=50, zero-latency simulator, limits and pacing not binding), enqueue to the simulator's createdAt, samples 20 ms apart, idle and while a bulk campaign drains; baseline: bare asynq enqueue to no-op handler start, idle", latency},
 	{"sender-limit", "2 workers, 1 sender at SENDER_RATE=20/s, single-segment messages to distinct recipients", senderLimit},
+	{"memory", "Redis bytes per pending task (INFO used_memory before/after N tasks): sms:send through tasks.EnqueueSMS vs a bare asynq task with payload {}", memory},
 }
 
-// figure is one measured value, with the target it is held to when it has one.
+// figure is one measured value, with the baseline it is compared with and
+// the target it is held to, when it has them.
 type figure struct {
-	Name   string  `json:"name"`
-	Value  float64 `json:"value"`
-	Unit   string  `json:"unit,omitempty"`
-	Target string  `json:"target,omitempty"` // e.g. ">= 0.95"
-	OK     *bool   `json:"ok,omitempty"`
+	Name     string   `json:"name"`
+	Value    float64  `json:"value"`
+	Unit     string   `json:"unit,omitempty"`
+	Baseline *float64 `json:"baseline,omitempty"` // same unit as Value
+	Ratio    *float64 `json:"ratio,omitempty"`    // Value / Baseline
+	Target   string   `json:"target,omitempty"`   // e.g. "ratio >= 0.6", "< 250 ms"
+	OK       *bool    `json:"ok,omitempty"`
+}
+
+// result is what a scenario measured; Note says what was measured when that
+// depends on the run (e.g. which producer path).
+type result struct {
+	Figures []figure
+	Note    string
 }
 
 // row is a scenario's outcome.
 type row struct {
 	Scenario string        `json:"scenario"`
 	Desc     string        `json:"description"`
+	Note     string        `json:"note,omitempty"`
 	Figures  []figure      `json:"figures"`
 	Err      string        `json:"error,omitempty"`
 	Took     time.Duration `json:"tookNs"`
+}
+
+// report is the whole run, as written to JSON.
+type report struct {
+	Machine machine `json:"machine"`
+	Short   bool    `json:"short"`
+	Rows    []row   `json:"rows"`
 }
 
 // env is what scenarios share: where the binaries are, and the options.
@@ -65,6 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	short := fs.Bool("short", false, "a quick look: smaller runs")
+	strict := fs.Bool("strict", false, "exit 1 when a figure misses its target, too")
 	jsonPath := fs.String("json", "bench-results.json", "write the figures here (empty: do not write)")
 	only := fs.String("run", "", "run only the scenarios whose name matches this regular expression")
 	if err := fs.Parse(args); err != nil {
@@ -88,49 +117,83 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	e := &env{short: *short, dir: dir, log: stderr}
-	var rows []row
-	failed := false
+	rep := report{Machine: describeMachine(ctx), Short: *short}
+	errored, missed := false, false
 	for _, s := range scenarios {
 		if match != nil && !match.MatchString(s.name) {
 			continue
 		}
 		fmt.Fprintf(stderr, "bench: %s…\n", s.name)
 		start := time.Now()
-		figs, err := s.run(ctx, e)
-		r := row{Scenario: s.name, Desc: s.desc, Figures: figs, Took: time.Since(start)}
+		res, err := s.run(ctx, e)
+		r := row{Scenario: s.name, Desc: s.desc, Note: res.Note, Figures: res.Figures, Took: time.Since(start)}
 		if err != nil {
 			r.Err = err.Error()
-			failed = true
+			errored = true
+			fmt.Fprintf(stderr, "bench: %s: %v\n", s.name, err)
 		}
-		for _, f := range figs {
-			if f.OK != nil && !*f.OK {
-				failed = true
-			}
-		}
-		rows = append(rows, r)
+		missed = missed || anyMissed(res.Figures)
+		rep.Rows = append(rep.Rows, r)
 	}
-	printTable(stdout, rows)
+	rep.Machine.LoadAfter = loadAverage()
+	printReport(stdout, rep)
 	if *jsonPath != "" {
-		b, _ := json.MarshalIndent(rows, "", "  ")
+		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return 1
 		}
 		fmt.Fprintf(stderr, "bench: figures written to %s\n", *jsonPath)
 	}
-	if failed {
+	switch {
+	case errored:
 		return 1
+	case missed && *strict:
+		fmt.Fprintln(stderr, "bench: a target was missed (-strict)")
+		return 1
+	case missed:
+		fmt.Fprintln(stderr, "bench: a target was missed (✗ in the table); a finding, not a failure (-strict makes it one)")
 	}
 	return 0
 }
 
+func anyMissed(figs []figure) bool {
+	for _, f := range figs {
+		if f.OK != nil && !*f.OK {
+			return true
+		}
+	}
+	return false
+}
+
+// printReport writes the machine, the table, and the scenarios' descriptions
+// and notes, as Markdown.
+func printReport(w io.Writer, rep report) {
+	m := rep.Machine
+	mode := ""
+	if rep.Short {
+		mode = " (-short)"
+	}
+	fmt.Fprintf(w, "Run %s%s on %s, %d cores, %s; %s; redis-server %s; asynq %s. Load average %s before, %s after.\n\n",
+		m.Date.Format("2006-01-02 15:04 MST"), mode, m.CPU, m.Cores, m.OS, m.Go, m.Redis, m.Asynq, m.LoadBefore, m.LoadAfter)
+	printTable(w, rep.Rows)
+	fmt.Fprintln(w)
+	for _, r := range rep.Rows {
+		fmt.Fprintf(w, "- **%s** (%s): %s", r.Scenario, r.Took.Round(100*time.Millisecond), r.Desc)
+		if r.Note != "" {
+			fmt.Fprintf(w, ". %s", r.Note)
+		}
+		fmt.Fprintln(w, ".")
+	}
+}
+
 func printTable(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "| scenario | figure | value | target | |")
-	fmt.Fprintln(w, "|---|---|---:|---|---|")
+	fmt.Fprintln(w, "| scenario | figure | ours | baseline | ratio | target | |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---|")
 	for _, r := range rows {
 		name := r.Scenario
 		if r.Err != "" {
-			fmt.Fprintf(w, "| %s | error | %s | | ✗ |\n", name, strings.ReplaceAll(r.Err, "|", "\\|"))
+			fmt.Fprintf(w, "| %s | error | %s | | | | ✗ |\n", name, cell(r.Err))
 			name = ""
 		}
 		for _, f := range r.Figures {
@@ -138,21 +201,71 @@ func printTable(w io.Writer, rows []row) {
 			if f.OK != nil {
 				mark = map[bool]string{true: "✓", false: "✗"}[*f.OK]
 			}
-			fmt.Fprintf(w, "| %s | %s | %s %s | %s | %s |\n", name, f.Name, formatValue(f.Value), f.Unit, f.Target, mark)
+			base, ratio := "", ""
+			if f.Baseline != nil {
+				base = withUnit(*f.Baseline, f.Unit)
+			}
+			if f.Ratio != nil {
+				ratio = formatValue(*f.Ratio)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, cell(f.Name), withUnit(f.Value, f.Unit), base, ratio, cell(f.Target), mark)
 			name = ""
 		}
 	}
 }
 
-func formatValue(v float64) string {
-	if v == float64(int64(v)) {
-		return fmt.Sprint(int64(v))
+// cell makes s safe inside a Markdown table cell.
+func cell(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+}
+
+func withUnit(v float64, unit string) string {
+	if unit == "" {
+		return formatValue(v)
 	}
-	return fmt.Sprintf("%.3f", v)
+	return formatValue(v) + " " + unit
+}
+
+// formatValue prints whole numbers as such and others with about three
+// significant digits (at least the units).
+func formatValue(v float64) string {
+	a := v
+	if a < 0 {
+		a = -a
+	}
+	switch {
+	case v == float64(int64(v)):
+		return fmt.Sprint(int64(v))
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
 }
 
 // held returns f with OK set by the comparison.
 func held(f figure, ok bool) figure {
 	f.OK = &ok
 	return f
+}
+
+// versus returns f with its baseline and the ratio value/baseline.
+func versus(f figure, baseline float64) figure {
+	f.Baseline = &baseline
+	if baseline != 0 {
+		r := f.Value / baseline
+		f.Ratio = &r
+	}
+	return f
+}
+
+// ratioAtLeast returns f, compared with baseline, held to ratio >= min.
+func ratioAtLeast(f figure, baseline, min float64) figure {
+	f = versus(f, baseline)
+	f.Target = fmt.Sprintf("ratio ≥ %s", formatValue(min))
+	return held(f, f.Ratio != nil && *f.Ratio >= min)
 }

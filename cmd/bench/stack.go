@@ -23,15 +23,18 @@ import (
 )
 
 // buildWorker builds ./cmd/worker into the bench's directory once.
-func (e *env) buildWorker(ctx context.Context) (string, error) {
-	path := filepath.Join(e.dir, "worker")
+func (e *env) buildWorker(ctx context.Context) (string, error) { return e.build(ctx, "worker") }
+
+// build builds ./cmd/NAME into the bench's directory once.
+func (e *env) build(ctx context.Context, name string) (string, error) {
+	path := filepath.Join(e.dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/sbagenthub/twilio-worker/cmd/worker")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/sbagenthub/twilio-worker/cmd/"+name)
 	cmd.Stdout, cmd.Stderr = e.log, e.log
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build the worker: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	return path, nil
 }

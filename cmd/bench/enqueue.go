@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+const benchCampaign = "bench"
+
+// enqueueRate: N recipients into the bulk queue through the producer path,
+// against asynq.Client.Enqueue of as many tasks of the same payload size
+// from 16 goroutines. The producer path is the `enqueue bulk` command when
+// the enqueue binary has it, else tasks.EnqueueSMS (the path of `enqueue
+// sms` and the HTTP API: checks, a booked slot, the enqueue) from 16
+// goroutines; the note says which.
+func enqueueRate(ctx context.Context, e *env) (result, error) {
+	n := 100000
+	if e.short {
+		n = 10000
+	}
+	enqueueBin, err := e.build(ctx, "enqueue")
+	if err != nil {
+		return result{}, err
+	}
+	rp, redisAddr, err := e.startRedis(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer rp.stop(5 * time.Second)
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
+	defer rdb.Close()
+
+	// Baseline: bare asynq enqueues.
+	size, err := payloadSize(benchCampaign)
+	if err != nil {
+		return result{}, err
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	pl := padding(size)
+	start := time.Now()
+	err = parallel(ctx, n, producers, func(int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask(typeNoop, pl, asynq.Queue(tasks.QueueBulk)))
+		return err
+	})
+	if err != nil {
+		return result{}, fmt.Errorf("bare asynq: %w", err)
+	}
+	bareRate := float64(n) / time.Since(start).Seconds()
+	if err := flush(ctx, rdb); err != nil {
+		return result{}, err
+	}
+
+	// Ours, with limits published as a worker would, so slots are booked.
+	booker, err := publishUnbound(ctx, rdb)
+	if err != nil {
+		return result{}, err
+	}
+	client = asynq.NewClientFromRedisClient(rdb)
+	var took time.Duration
+	var note string
+	bulk := hasBulk(ctx, enqueueBin)
+	if bulk {
+		note = fmt.Sprintf("Measured: the `enqueue bulk` command on a file of %d numbers (one process, wall time)", n)
+		file := filepath.Join(e.dir, "recipients.txt")
+		if err := writeNumbers(file, n); err != nil {
+			return result{}, err
+		}
+		cmd := exec.CommandContext(ctx, enqueueBin, "bulk", "--campaign", benchCampaign, "--body", smsPayload(0, "").Body, file)
+		cmd.Env = append(os.Environ(), "REDIS_URL=redis://"+redisAddr+"/0")
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return result{Note: note}, fmt.Errorf("enqueue bulk: %w\n%s", err, out.String())
+		}
+		took = time.Since(start)
+	} else {
+		note = "Measured: tasks.EnqueueSMS from 16 goroutines (this branch's enqueue has no `bulk` subcommand)"
+		start := time.Now()
+		err = parallel(ctx, n, producers, func(i int) error {
+			_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+			return err
+		})
+		took = time.Since(start)
+		if err != nil {
+			return result{Note: note}, err
+		}
+	}
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(tasks.QueueBulk)
+	if err != nil {
+		return result{Note: note}, err
+	}
+	queued := info.Pending + info.Scheduled
+	if queued != n && !bulk {
+		return result{Note: note}, fmt.Errorf("%d tasks queued on bulk, want %d", queued, n)
+	}
+	rate := float64(n) / took.Seconds()
+	return result{Note: note, Figures: []figure{
+		{Name: "recipients", Value: float64(n)},
+		{Name: "tasks queued on bulk", Value: float64(queued)},
+		ratioAtLeast(figure{Name: "enqueued vs bare asynq Enqueue ×16", Value: rate, Unit: "msg/s"}, bareRate, 0.9),
+	}}, nil
+}
+
+// hasBulk reports whether the enqueue binary has the bulk subcommand: its
+// --help succeeds and speaks of a campaign.
+func hasBulk(ctx context.Context, bin string) bool {
+	out, err := exec.CommandContext(ctx, bin, "bulk", "--help").CombinedOutput()
+	return err == nil && strings.Contains(string(out), "campaign")
+}
+
+// writeNumbers writes n distinct recipients, one a line.
+func writeNumbers(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for i := range n {
+		fmt.Fprintln(w, benchNumber(i))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
