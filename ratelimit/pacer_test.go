@@ -70,3 +70,27 @@ func TestPacerRate(t *testing.T) {
 		t.Fatal("a nil Pacer must not pace")
 	}
 }
+
+func TestUrgentGoesAheadOfThePacedQueue(t *testing.T) {
+	t.Parallel()
+	p := ratelimit.NewPacer(1, 1) // one request a second, one in flight
+	release, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	// The paced queue is full: a normal request would wait for the release.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx); err == nil {
+		t.Fatal("a normal request got a turn while the cap was taken")
+	}
+	// An urgent one does not wait.
+	ctx2, cancel2 := context.WithTimeout(ratelimit.Urgent(context.Background()), 50*time.Millisecond)
+	defer cancel2()
+	rel, err := p.Acquire(ctx2)
+	if err != nil {
+		t.Fatalf("urgent request waited: %v", err)
+	}
+	rel()
+}

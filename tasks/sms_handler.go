@@ -156,7 +156,11 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	journalOf(ctx).append(ctx, log, commlog.Entry{Event: commlog.Sending, Body: p.Body})
-	msg, err := h.Messenger.SendSMS(ctx, params)
+	sendCtx := ctx
+	if q, _ := asynq.GetQueueName(ctx); q == QueueCritical {
+		sendCtx = ratelimit.Urgent(ctx) // ahead of this worker's paced bulk requests
+	}
+	msg, err := h.Messenger.SendSMS(sendCtx, params)
 	if err != nil {
 		if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
 			// Twilio answered: nothing was created.
