@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -25,25 +26,9 @@ func cmdCall(args []string, e env) error {
 	fs.BoolVar(&p.Record, "record", false, "record the call (get consent first)")
 	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical, default or bulk")
 	fs.StringVar(&id, "id", "", "task id; the same id again returns the existing task")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return badInput("unexpected argument %q (quote text with spaces)", fs.Arg(0))
-	}
-	if p.To == "" {
-		return badInput("to: is required (--to)")
-	}
-	if !tasks.ValidQueue(queue) {
-		return badInput("queue: must be critical, default or bulk")
-	}
-	r, err := rules(e)
+	r, opts, err := parseProducer(fs, args, e, &p.To, &queue, &id)
 	if err != nil {
 		return err
-	}
-	opts := []asynq.Option{asynq.Queue(queue)}
-	if id != "" {
-		opts = append(opts, asynq.TaskID(id))
 	}
 	task, err := tasks.NewMakeCallTask(p, r, opts...)
 	if err != nil {
@@ -125,4 +110,31 @@ func cmdCallStatus(args []string, e env) error {
 		out.History, out.Polls = rec.History, rec.Polls
 	}
 	return printJSON(e.stdout, out)
+}
+
+// parseProducer parses a producing command's flags and checks what sms and
+// call share: no stray argument, a recipient, a known queue. It returns the
+// rules and the task options (queue, and id when given).
+func parseProducer(fs *flag.FlagSet, args []string, e env, to, queue, id *string) (tasks.Rules, []asynq.Option, error) {
+	if err := parse(fs, args); err != nil {
+		return tasks.Rules{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return tasks.Rules{}, nil, badInput("unexpected argument %q (quote text with spaces)", fs.Arg(0))
+	}
+	if *to == "" {
+		return tasks.Rules{}, nil, badInput("to: is required (--to)")
+	}
+	if !tasks.ValidQueue(*queue) {
+		return tasks.Rules{}, nil, badInput("queue: must be critical, default or bulk")
+	}
+	r, err := rules(e)
+	if err != nil {
+		return r, nil, err
+	}
+	opts := []asynq.Option{asynq.Queue(*queue)}
+	if *id != "" {
+		opts = append(opts, asynq.TaskID(*id))
+	}
+	return r, opts, nil
 }

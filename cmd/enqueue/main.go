@@ -204,25 +204,9 @@ func cmdSMS(args []string, e env) error {
 	fs.StringVar(&id, "id", "", "task id; enqueueing the same id again returns the existing task")
 	fs.StringVar(&p.ValidFor, "valid-for", "", "drop the message if not sent within this long, e.g. 10m")
 	fs.StringVar(&p.Class, "class", "", "transactional (default), alert or marketing")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return badInput("unexpected argument %q (quote a body with spaces)", fs.Arg(0))
-	}
-	if p.To == "" {
-		return badInput("to: is required (--to)")
-	}
-	if !tasks.ValidQueue(queue) {
-		return badInput("queue: must be critical, default or bulk")
-	}
-	r, err := rules(e)
+	r, opts, err := parseProducer(fs, args, e, &p.To, &queue, &id)
 	if err != nil {
 		return err
-	}
-	opts := []asynq.Option{asynq.Queue(queue)}
-	if id != "" {
-		opts = append(opts, asynq.TaskID(id))
 	}
 	task, err := tasks.NewSendSMSTask(p, r, opts...)
 	if err != nil {
