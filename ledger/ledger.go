@@ -72,6 +72,7 @@ func (l *Ledger) Begin(ctx context.Context, taskID string, now time.Time) error 
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, entryKey(taskID), "startedAt", strconv.FormatInt(now.UnixNano(), 10))
 		p.HIncrBy(ctx, entryKey(taskID), "attempts", 1)
+		p.HIncrBy(ctx, entryKey(taskID), "open", 1) // attempts whose outcome is not known
 		p.Expire(ctx, entryKey(taskID), TTL)
 		return nil
 	})
@@ -108,10 +109,19 @@ func (l *Ledger) Commit(ctx context.Context, taskID, sid string) error {
 	return nil
 }
 
-// Abandon forgets an attempt that certainly did not reach Twilio (Twilio
-// answered with an error), so the next attempt need not reconcile.
+// abandonScript closes one attempt; when no other attempt's outcome is
+// unknown, the start is forgotten and the next attempt need not reconcile.
+var abandonScript = redis.NewScript(`
+local open = redis.call('HINCRBY', KEYS[1], 'open', -1)
+if open <= 0 then redis.call('HDEL', KEYS[1], 'startedAt', 'open') end
+return open`)
+
+// Abandon records that an attempt certainly did not reach Twilio (Twilio
+// answered with an error). Once no earlier attempt is left with an unknown
+// outcome (a lost answer, a crash mid-request), the next attempt sends
+// without reconciling; while one is, it still reconciles first.
 func (l *Ledger) Abandon(ctx context.Context, taskID string) error {
-	return l.rdb.HDel(ctx, entryKey(taskID), "startedAt").Err()
+	return abandonScript.Run(ctx, l.rdb, []string{entryKey(taskID)}).Err()
 }
 
 // Candidate is something Twilio has that may be the task's message or call.

@@ -29,11 +29,14 @@ func TestLedgerLifecycle(t *testing.T) {
 	if !e.Pending() || e.Attempts != 2 || !e.StartedAt.Equal(start.UTC().Truncate(time.Nanosecond)) {
 		t.Fatalf("entry %+v: the first start must be kept", e)
 	}
-	if err := l.Abandon(ctx, "t1"); err != nil {
-		t.Fatal(err)
+	// Both attempts met a definite error (Twilio answered): nothing to reconcile.
+	for range 2 {
+		if err := l.Abandon(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if e, _ = l.Get(ctx, "t1"); e.Pending() {
-		t.Fatal("abandoned attempt still pending")
+		t.Fatal("abandoned attempts still pending")
 	}
 	if err := l.Commit(ctx, "t1", "SM1"); err != nil {
 		t.Fatal(err)
@@ -77,5 +80,26 @@ func TestReconcileClaimsOnlyUnclaimedRecentMatches(t *testing.T) {
 	}
 	if got["a"] != "SM2" || got["b"] != "SM3" || got["c"] != "" {
 		t.Fatalf("claims %v: each message may be one task's only, and an old one is nobody's", got)
+	}
+}
+
+func TestAbandonKeepsAnEarlierUnknownAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := ledger.New(redistest.Start(t).Client(t))
+	start := time.Now()
+	// Attempt 1: the answer was lost (no Abandon, no Commit).
+	if err := l.Begin(ctx, "t", start); err != nil {
+		t.Fatal(err)
+	}
+	// Attempt 2 met a 503: it certainly created nothing, but attempt 1 may have.
+	if err := l.Begin(ctx, "t", start.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Abandon(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := l.Get(ctx, "t"); !e.Pending() || !e.StartedAt.Equal(start.UTC()) {
+		t.Fatalf("entry %+v: the next attempt must still reconcile from attempt 1's start", e)
 	}
 }
