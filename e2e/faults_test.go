@@ -652,3 +652,53 @@ func TestEnqueuedWhileDroppingIsSentOnce(t *testing.T) {
 		t.Errorf("retried %d: the dropped answer should have caused a re-run", st.Retried)
 	}
 }
+
+// TestPoisonTasksArchivedWorkerGoesOn: tasks whose payload cannot be decoded
+// are archived with the reason, and the worker keeps processing.
+func TestPoisonTasksArchivedWorkerGoesOn(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	rdb := s.redis.Client(t)
+	client := asynq.NewClientFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	poison := map[string]string{ // type -> task id
+		tasks.TypeSendSMS: "poison-sms", tasks.TypeMakeCall: "poison-call",
+		tasks.TypePollCall: "poison-poll", tasks.TypeTrackSMS: "poison-track",
+	}
+	for typ, id := range poison {
+		if _, err := client.Enqueue(asynq.NewTask(typ, []byte("{not json\xff"), asynq.TaskID(id), asynq.MaxRetry(10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runEnqueue(t, s.env, "sms", "--to", "+14155550188", "--body", "after the poison")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var out struct{ TaskID string }
+	r.json(t, &out)
+	if st := waitStatus(t, s.env, out.TaskID); st.State != "completed" {
+		t.Fatalf("the message after the poison: %+v", st)
+	}
+	for typ, id := range poison {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ti, err := insp.GetTaskInfo(tasks.QueueDefault, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ti.State == asynq.TaskStateArchived {
+				if ti.Retried != 0 || !strings.Contains(ti.LastErr, "invalid payload") {
+					t.Errorf("%s archived after %d retries with %q; want at once, with the reason", typ, ti.Retried, ti.LastErr)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s (%q)", typ, ti.State, ti.LastErr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if n := len(simMessages(t, s.simURL)); n != 1 {
+		t.Fatalf("%d messages sent, want 1", n)
+	}
+}
