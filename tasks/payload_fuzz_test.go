@@ -150,3 +150,17 @@ func FuzzSMSTrackPayload(f *testing.F) {
 	})
 }
 
+// A redelivery count below zero would reach Tracker.Settle as a negative
+// shift (a panic) after a transient carrier failure: it is refused as
+// invalid when the task runs.
+func TestNegativeRedeliveryRefused(t *testing.T) {
+	t.Parallel()
+	if _, err := tasks.NewSendSMSTask(tasks.SMSPayload{To: "+14155551234", Body: "hi", Redelivery: -3}, tasks.Rules{}); err == nil {
+		t.Error("NewSendSMSTask accepted redelivery -3")
+	}
+	h := &tasks.SMSHandler{Messenger: twilioStub{}, OptOuts: noOptOuts{}}
+	err := h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeSendSMS, []byte(`{"to":"+14155551234","body":"hi","redelivery":-3}`)))
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("handler returned %v; want the task archived as invalid", err)
+	}
+}
