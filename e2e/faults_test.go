@@ -56,8 +56,14 @@ type faultStack struct {
 	orphans int // leases ended by expireOrphans
 }
 
+// faultSlot lets one fault run go at a time: each keeps two cores busy, and
+// the package's other tests (some of them measure rates) run alongside.
+var faultSlot = make(chan struct{}, 1)
+
 func newFaultStack(t *testing.T, simArgs ...string) *faultStack {
 	t.Helper()
+	faultSlot <- struct{}{}
+	t.Cleanup(func() { <-faultSlot }) // registered first, so run last: after the processes stop
 	f := &faultStack{t: t, redis: redistest.Start(t, redistest.WithAppendOnly())}
 	f.rdb = f.redis.Client(t)
 	f.insp = asynq.NewInspectorFromRedisClient(f.rdb)
