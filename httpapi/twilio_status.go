@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/delivery"
 )
 
 // twilioStatus takes Twilio's status callbacks (signature checked by
@@ -43,12 +44,15 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		code, _ := strconv.Atoi(f.Get("ErrorCode"))
 		rec, became, err := s.Tracker.Store.Apply(r.Context(), sid, status, code, time.Now())
-		if err != nil {
+		switch {
+		case errors.Is(err, delivery.ErrNotFound):
+			// Not one of ours (or its record expired), with a status that
+			// records nothing: a 503 would have Twilio retry it for nothing.
+		case err != nil:
 			s.logger().Warn("message status callback not recorded", "sid", sid, "err", err)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
-		}
-		if became && rec.To != "" {
+		case became && rec.To != "":
 			if err := s.Tracker.Settle(r.Context(), rec); err != nil {
 				s.logger().Warn("message outcome not settled", "sid", sid, "err", err)
 				http.Error(w, "try again", http.StatusServiceUnavailable)

@@ -124,6 +124,10 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 	default:
 		return p, fieldErr("class", "must be transactional, alert or marketing")
 	}
+	if p.Redelivery < 0 {
+		// Tracker.Settle shifts by it: a negative count would panic there.
+		return p, fieldErr("redelivery", "must not be negative")
+	}
 	if p.Campaign != "" && !campaignPattern.MatchString(p.Campaign) {
 		return p, fieldErr("campaign", "must be 1-64 letters, digits, '.', '_' or '-'")
 	}

@@ -1,0 +1,710 @@
+package e2e
+
+// The fault suite: real worker processes, a real redis-server with the
+// append-only file and the twiliosim binary, and a fault while several
+// hundred messages go through: workers killed with SIGKILL, Redis restarted,
+// the workers' Redis connections cut, 503 and 429 storms, creates whose
+// answer is dropped. After each, every message must be in the simulator
+// exactly once and every sms:send task completed.
+//
+// Each test prints a summary line (sent, duplicates, lost, retried) so that
+// CI output shows what the fault did. -short trims the message count.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+// faultN is the number of messages per fault run.
+func faultN() int {
+	if testing.Short() {
+		return 200
+	}
+	return 500
+}
+
+// faultStack is a redis-server with AOF, the simulator binary and any
+// number of worker processes, which may be killed and replaced.
+type faultStack struct {
+	t        *testing.T
+	redis    *redistest.Server
+	rdb      *redis.Client // the test's own connection, never through a proxy
+	insp     *asynq.Inspector
+	client   *asynq.Client
+	simURL   string
+	redisURL string // what workers connect to (a proxy's address, or the server's)
+
+	mu      sync.Mutex
+	workers []*proc
+	orphans int // leases ended by expireOrphans
+}
+
+// faultSlot lets one fault run go at a time: each keeps two cores busy, and
+// the package's other tests (some of them measure rates) run alongside.
+var faultSlot = make(chan struct{}, 1)
+
+func newFaultStack(t *testing.T, simArgs ...string) *faultStack {
+	t.Helper()
+	faultSlot <- struct{}{}
+	t.Cleanup(func() { <-faultSlot }) // registered first, so run last: after the processes stop
+	f := &faultStack{t: t, redis: redistest.Start(t, redistest.WithAppendOnly())}
+	f.rdb = f.redis.Client(t)
+	f.insp = asynq.NewInspectorFromRedisClient(f.rdb)
+	f.client = asynq.NewClientFromRedisClient(f.rdb)
+	f.redisURL = f.redis.URL()
+	simAddr := freeAddr(t)
+	start(t, nil, bin.twiliosim, append([]string{"--addr", simAddr, "--delivery-delay", "10ms"}, simArgs...)...)
+	f.simURL = "http://" + simAddr
+	waitHTTP(t, f.simURL+"/sim/messages")
+	return f
+}
+
+// startWorker starts one more worker and waits until it serves HTTP.
+func (f *faultStack) startWorker() *proc {
+	f.t.Helper()
+	httpAddr := freeAddr(f.t)
+	env := []string{
+		"REDIS_URL=" + f.redisURL, "HTTP_ADDR=" + httpAddr,
+		"TWILIO_API_URL=" + f.simURL, "TWILIO_ACCOUNT_SID=AC00000000000000000000000000000000",
+		"TWILIO_AUTH_TOKEN=00000000000000000000000000000000", "TWILIO_PHONE_NUMBER=+15005550006",
+		// Limits must not bind: the faults are what is under test.
+		"SENDER_RATE=10000/s", "RECIPIENT_RATE=10000/s",
+		"CONCURRENCY=16", "SHUTDOWN_TIMEOUT=2s",
+	}
+	p := start(f.t, env, bin.worker)
+	waitHTTP(f.t, "http://"+httpAddr+"/healthz")
+	f.mu.Lock()
+	f.workers = append(f.workers, p)
+	f.mu.Unlock()
+	return p
+}
+
+// live returns the workers that have not exited.
+func (f *faultStack) live() []*proc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*proc
+	for _, p := range f.workers {
+		select {
+		case <-p.done:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// kill9 kills a live worker with SIGKILL: no shutdown, no re-queueing.
+func (f *faultStack) kill9(p *proc) {
+	f.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		f.t.Fatal(err)
+	}
+	<-p.done
+}
+
+// faultTo is the i-th test recipient: distinct per message, so duplicates
+// can be counted.
+func faultTo(i int) string { return fmt.Sprintf("+1415555%04d", i) }
+
+func faultTaskID(i int) string { return "fault-" + strconv.Itoa(i) }
+
+// enqueue queues message i, retrying while Redis is unreachable (a task id
+// conflict means an earlier try went through).
+func (f *faultStack) enqueue(ctx context.Context, i int) error {
+	task, err := tasks.NewSendSMSTask(tasks.SMSPayload{To: faultTo(i), Body: "fault run message " + strconv.Itoa(i)},
+		tasks.Rules{}, asynq.TaskID(faultTaskID(i)))
+	if err != nil {
+		return err
+	}
+	for {
+		_, err := f.client.EnqueueContext(ctx, task)
+		if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("enqueue %d: %w (last error %v)", i, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// trickle enqueues n messages at about perSecond, in the background; the
+// returned channel yields the outcome once all are queued.
+func (f *faultStack) trickle(n, perSecond int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		tick := time.Second / time.Duration(perSecond)
+		next := time.Now()
+		for i := range n {
+			if err := f.enqueue(ctx, i); err != nil {
+				done <- err
+				return
+			}
+			next = next.Add(tick)
+			time.Sleep(time.Until(next))
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// sent counts the simulator's messages to each test recipient.
+func (f *faultStack) sent() map[string]int {
+	f.t.Helper()
+	by := map[string]int{}
+	for _, m := range simMessages(f.t, f.simURL) {
+		by[m.To]++
+	}
+	return by
+}
+
+// sendTasks lists the sms:send tasks by state (the queue also holds
+// sms:track tasks, which are left alone).
+func (f *faultStack) sendTasks() (map[asynq.TaskState][]*asynq.TaskInfo, error) {
+	out := map[asynq.TaskState][]*asynq.TaskInfo{}
+	lists := map[asynq.TaskState]func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		asynq.TaskStatePending: f.insp.ListPendingTasks, asynq.TaskStateActive: f.insp.ListActiveTasks,
+		asynq.TaskStateScheduled: f.insp.ListScheduledTasks, asynq.TaskStateRetry: f.insp.ListRetryTasks,
+		asynq.TaskStateArchived: f.insp.ListArchivedTasks, asynq.TaskStateCompleted: f.insp.ListCompletedTasks,
+	}
+	const size = 1000
+	for state, list := range lists {
+		for page := 1; ; page++ {
+			infos, err := list(tasks.QueueDefault, asynq.PageSize(size), asynq.Page(page))
+			if err != nil {
+				return nil, fmt.Errorf("list %s: %w", state, err)
+			}
+			for _, ti := range infos {
+				if ti.Type == tasks.TypeSendSMS {
+					out[state] = append(out[state], ti)
+				}
+			}
+			if len(infos) < size {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// faultReport is what a fault run ends with.
+type faultReport struct {
+	n, sent, duplicates, lost, retried, archived, orphans int
+	reconciled, deferred                                  int // from the workers' logs
+	took                                                  time.Duration
+}
+
+func (r faultReport) String() string {
+	return fmt.Sprintf("n=%d sent=%d duplicates=%d lost=%d retried=%d archived=%d reconciled=%d deferred-by-429=%d orphans-recovered=%d took=%s",
+		r.n, r.sent, r.duplicates, r.lost, r.retried, r.archived, r.reconciled, r.deferred, r.orphans, r.took.Round(100*time.Millisecond))
+}
+
+// settle waits until no sms:send task is pending, active, scheduled or
+// in retry, then checks the simulator: exactly one message per recipient.
+//
+// A task whose worker died (or whose dequeue answer was lost with a cut
+// connection) stays active until its lease runs out and a recoverer finds
+// it, 60-120 s later. When the run stops moving, settle ends such leases
+// early (expireOrphans) and starts a worker, whose recoverer runs at once.
+func (f *faultStack) settle(name string, n int, began time.Time, within time.Duration) faultReport {
+	f.t.Helper()
+	deadline := time.Now().Add(within)
+	rep := faultReport{n: n}
+	lastDone, lastMove := -1, time.Now()
+	for {
+		states, err := f.sendTasks()
+		if err != nil {
+			f.t.Logf("%s: %v (Redis unreachable?)", name, err)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		open := len(states[asynq.TaskStatePending]) + len(states[asynq.TaskStateActive]) +
+			len(states[asynq.TaskStateScheduled]) + len(states[asynq.TaskStateRetry])
+		done := len(states[asynq.TaskStateCompleted]) + len(states[asynq.TaskStateArchived])
+		if open == 0 && done >= n {
+			rep.archived = len(states[asynq.TaskStateArchived])
+			for _, ti := range states[asynq.TaskStateCompleted] {
+				rep.retried += ti.Retried
+			}
+			for _, ti := range states[asynq.TaskStateArchived] {
+				rep.retried += ti.Retried
+				f.t.Errorf("%s: task %s archived: %s", name, ti.ID, ti.LastErr)
+			}
+			break
+		}
+		if done != lastDone {
+			lastDone, lastMove = done, time.Now()
+		}
+		if time.Since(lastMove) > 3*time.Second && len(states[asynq.TaskStateActive]) > 0 {
+			if f.expireOrphans() > 0 {
+				f.startWorker() // its recoverer runs as it starts
+			}
+			lastMove = time.Now()
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: after %s: %d pending, %d active, %d scheduled, %d retry, %d done of %d", name, within,
+				len(states[asynq.TaskStatePending]), len(states[asynq.TaskStateActive]), len(states[asynq.TaskStateScheduled]),
+				len(states[asynq.TaskStateRetry]), done, n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	rep.took = time.Since(began)
+	f.mu.Lock()
+	rep.orphans = f.orphans
+	for _, p := range f.workers {
+		out := p.output()
+		rep.reconciled += strings.Count(out, "earlier attempt reached Twilio")
+		rep.deferred += strings.Count(out, "sms deferred: Twilio rate limit")
+	}
+	f.mu.Unlock()
+	by := f.sent()
+	var dups []string
+	for i := range n {
+		switch c := by[faultTo(i)]; {
+		case c == 0:
+			rep.lost++
+		case c > 1:
+			rep.duplicates += c - 1
+			dups = append(dups, fmt.Sprintf("%s×%d", faultTaskID(i), c))
+		}
+		if by[faultTo(i)] > 0 {
+			rep.sent++
+		}
+	}
+	f.t.Logf("FAULTS %s: %s", name, rep)
+	if rep.duplicates > 0 || rep.lost > 0 || rep.sent != n {
+		sort.Strings(dups)
+		f.t.Errorf("%s: want every message exactly once; duplicates: %v", name, dups)
+	}
+	return rep
+}
+
+// expireOrphans ends the leases of active tasks that no live worker holds,
+// as the lease's running out would some 30-90 s later, and returns how many
+// it ended. A task counts as orphaned when its lease was not extended over
+// a full heartbeat of every live worker (each extends its tasks' leases
+// every 5 s) and no live worker lists it.
+func (f *faultStack) expireOrphans() int {
+	f.t.Helper()
+	ctx := context.Background()
+	queues := []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueBulk}
+	leaseKey := func(q string) string { return "asynq:{" + q + "}:lease" }
+	snapshot := func() (map[string]float64, error) {
+		out := map[string]float64{}
+		for _, q := range queues {
+			zs, err := f.rdb.ZRangeWithScores(ctx, leaseKey(q), 0, -1).Result()
+			if err != nil {
+				return nil, err
+			}
+			for _, z := range zs {
+				out[q+"\x00"+z.Member.(string)] = z.Score
+			}
+		}
+		return out, nil
+	}
+	t1 := time.Now()
+	before, err := snapshot()
+	if err != nil || len(before) == 0 {
+		return 0
+	}
+	// Wait until every live worker has written its state (and extended its
+	// leases) at least 2 s after t1; asynq keeps the state 10 s.
+	live := len(f.live())
+	var fresh []string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		zs, err := f.rdb.ZRangeWithScores(ctx, "asynq:workers", 0, -1).Result()
+		fresh = fresh[:0]
+		if err == nil {
+			for _, z := range zs {
+				if int64(z.Score)-10 >= t1.Unix()+2 {
+					fresh = append(fresh, z.Member.(string))
+				}
+			}
+		}
+		if len(fresh) >= live {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.t.Logf("expireOrphans: only %d of %d workers wrote their state", len(fresh), live)
+			return 0
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	held := map[string]bool{}
+	for _, k := range fresh {
+		ids, err := f.rdb.HKeys(ctx, k).Result()
+		if err != nil {
+			return 0
+		}
+		for _, id := range ids {
+			held[id] = true
+		}
+	}
+	after, err := snapshot()
+	if err != nil {
+		return 0
+	}
+	past := float64(time.Now().Add(-2 * time.Minute).Unix())
+	n := 0
+	for key, score := range after {
+		q, id, _ := strings.Cut(key, "\x00")
+		if s0, ok := before[key]; !ok || s0 != score || held[id] {
+			continue
+		}
+		if err := f.rdb.ZAddXX(ctx, leaseKey(q), redis.Z{Score: past, Member: id}).Err(); err == nil {
+			n++
+		}
+	}
+	f.mu.Lock()
+	f.orphans += n
+	f.mu.Unlock()
+	if n > 0 {
+		f.t.Logf("expireOrphans: ended the leases of %d orphaned tasks", n)
+	}
+	return n
+}
+
+// tcpProxy forwards connections to a target and can cut them all at once:
+// the workers' connections to Redis, for the connection-cut fault.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *tcpProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *tcpProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.pipe(c)
+	}
+}
+
+func (p *tcpProxy) pipe(c net.Conn) {
+	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c, up) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(up, c)
+	go cp(c, up)
+	<-done // either side ended: end both
+	p.untrack(c, up)
+	<-done
+}
+
+func (p *tcpProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		for _, c := range cs {
+			c.Close()
+		}
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (p *tcpProxy) untrack(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// cut closes every connection through the proxy (new ones are accepted)
+// and returns how many pairs it cut.
+func (p *tcpProxy) cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	n := len(p.conns) / 2
+	clear(p.conns)
+	return n
+}
+
+func (p *tcpProxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.ln.Close()
+	p.cut()
+}
+
+// waitSent waits until the simulator has at least k messages (so that a
+// fault lands while the run is under way).
+func (f *faultStack) waitSent(k int) {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(simMessages(f.t, f.simURL)) < k {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("fewer than %d messages sent after 60 s", k)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func mustTrickle(t *testing.T, ch <-chan error) {
+	t.Helper()
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// faultBudget is how long a run may take to settle.
+const faultBudget = 150 * time.Second
+
+func TestFaultWorkersKilled(t *testing.T) {
+	t.Parallel()
+	// Long answers keep many sends in flight when the kill comes.
+	f := newFaultStack(t, "--latency", "100ms-400ms")
+	for range 3 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	enq := f.trickle(n, 100)
+	kills := 2
+	for k := range kills {
+		// A random moment within the run, while handlers are mid-send.
+		f.waitSent(n * (k + 1) / (kills + 2) * (80 + rand.IntN(40)) / 100)
+		live := f.live()
+		victim := live[rand.IntN(len(live))]
+		f.kill9(victim)
+		t.Logf("kill -9 worker pid %d", victim.cmd.Process.Pid)
+		f.expireOrphans()
+		f.startWorker() // the replacement: its recoverer runs as it starts
+	}
+	mustTrickle(t, enq)
+	f.settle("kill -9", n, began, faultBudget)
+}
+
+func TestFaultRedisRestart(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, "--latency", "20ms-120ms")
+	for range 2 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	enq := f.trickle(n, 100)
+	f.waitSent(n / 3)
+	f.redis.Restart(t)
+	t.Log("redis restarted")
+	f.waitSent(2 * n / 3)
+	// The second time Redis stays away long enough for handlers,
+	// acknowledgements and heartbeats to fail.
+	f.redis.Stop(t)
+	time.Sleep(2 * time.Second)
+	f.redis.Start(t)
+	t.Log("redis stopped for 2 s and started again")
+	mustTrickle(t, enq)
+	f.settle("redis restart", n, began, faultBudget)
+}
+
+func TestFaultRedisConnectionsCut(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, "--latency", "20ms-120ms")
+	proxy := newTCPProxy(t, f.redis.Addr)
+	f.redisURL = "redis://" + proxy.Addr() + "/0"
+	for range 2 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	enq := f.trickle(n, 100)
+	f.waitSent(n / 10)
+	cuts, pairs := 0, 0
+	for {
+		select {
+		case err := <-enq:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("cut all worker-Redis connections %d times (%d connections)", cuts, pairs)
+			f.settle("redis connection cuts", n, began, faultBudget)
+			return
+		case <-time.After(time.Duration(200+rand.IntN(600)) * time.Millisecond):
+			pairs += proxy.cut()
+			cuts++
+		}
+	}
+}
+
+func TestFault503Storm(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, "--latency", "5ms-30ms")
+	for range 2 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	enq := f.trickle(n, 150)
+	f.waitSent(n / 10)
+	simConfig(t, f.simURL, `{"errorRate":0.5}`)
+	time.Sleep(3 * time.Second)
+	simConfig(t, f.simURL, `{"errorRate":0}`)
+	mustTrickle(t, enq)
+	if rep := f.settle("503 storm", n, began, faultBudget); rep.retried == 0 {
+		t.Error("the storm caused no retries")
+	}
+}
+
+func TestFault429Storm(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, "--latency", "20ms-60ms")
+	for range 2 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	enq := f.trickle(n, 150)
+	f.waitSent(n / 10)
+	simConfig(t, f.simURL, `{"maxConcurrent":3}`)
+	time.Sleep(3 * time.Second)
+	simConfig(t, f.simURL, `{"maxConcurrent":0}`)
+	mustTrickle(t, enq)
+	if rep := f.settle("429 storm", n, began, faultBudget); rep.deferred == 0 {
+		t.Error("the storm deferred nothing")
+	}
+}
+
+func TestFaultDroppedAfterCreate(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, "--latency", "5ms-30ms", "--drop-rate", "0.25")
+	for range 2 {
+		f.startWorker()
+	}
+	n := faultN()
+	began := time.Now()
+	mustTrickle(t, f.trickle(n, 150))
+	if rep := f.settle("create then drop", n, began, faultBudget); rep.reconciled == 0 {
+		t.Error("no dropped create was reconciled")
+	}
+}
+
+// TestEnqueuedWhileDroppingIsSentOnce is the acceptance case: a message
+// queued with the enqueue command while the simulator drops every answer
+// after creating is in the simulator exactly once.
+func TestEnqueuedWhileDroppingIsSentOnce(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, []string{"--drop-rate", "1"})
+	r := runEnqueue(t, s.env, "sms", "--to", "+14155550177", "--body", "dropped once, sent once")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var out struct{ TaskID string }
+	r.json(t, &out)
+	st := waitStatus(t, s.env, out.TaskID)
+	msgs := simMessages(t, s.simURL)
+	if st.State != "completed" || len(msgs) != 1 {
+		t.Fatalf("state %s (%s), %d messages in the simulator; want completed and exactly 1", st.State, st.LastError, len(msgs))
+	}
+	if st.Retried < 1 {
+		t.Errorf("retried %d: the dropped answer should have caused a re-run", st.Retried)
+	}
+}
+
+// TestPoisonTasksArchivedWorkerGoesOn: tasks whose payload cannot be decoded
+// are archived with the reason, and the worker keeps processing.
+func TestPoisonTasksArchivedWorkerGoesOn(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	rdb := s.redis.Client(t)
+	client := asynq.NewClientFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	poison := map[string]string{ // type -> task id
+		tasks.TypeSendSMS: "poison-sms", tasks.TypeMakeCall: "poison-call",
+		tasks.TypePollCall: "poison-poll", tasks.TypeTrackSMS: "poison-track",
+	}
+	for typ, id := range poison {
+		if _, err := client.Enqueue(asynq.NewTask(typ, []byte("{not json\xff"), asynq.TaskID(id), asynq.MaxRetry(10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runEnqueue(t, s.env, "sms", "--to", "+14155550188", "--body", "after the poison")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var out struct{ TaskID string }
+	r.json(t, &out)
+	if st := waitStatus(t, s.env, out.TaskID); st.State != "completed" {
+		t.Fatalf("the message after the poison: %+v", st)
+	}
+	for typ, id := range poison {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ti, err := insp.GetTaskInfo(tasks.QueueDefault, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ti.State == asynq.TaskStateArchived {
+				if ti.Retried != 0 || !strings.Contains(ti.LastErr, "invalid payload") {
+					t.Errorf("%s archived after %d retries with %q; want at once, with the reason", typ, ti.Retried, ti.LastErr)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s (%q)", typ, ti.State, ti.LastErr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if n := len(simMessages(t, s.simURL)); n != 1 {
+		t.Fatalf("%d messages sent, want 1", n)
+	}
+}
