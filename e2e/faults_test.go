@@ -17,6 +17,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -293,6 +295,7 @@ func (f *faultStack) settle(name string, n int, began time.Time, within time.Dur
 		}
 	}
 	f.t.Logf("FAULTS %s: %s", name, rep)
+	recordFaults(f.t, fmt.Sprintf("FAULTS %s: %s", name, rep))
 	if rep.duplicates > 0 || rep.lost > 0 || rep.sent != n {
 		sort.Strings(dups)
 		f.t.Errorf("%s: want every message exactly once; duplicates: %v", name, dups)
@@ -707,4 +710,30 @@ func TestPoisonTasksArchivedWorkerGoesOn(t *testing.T) {
 	if n := len(simMessages(t, s.simURL)); n != 1 {
 		t.Fatalf("%d messages sent, want 1", n)
 	}
+}
+
+var faultsFile sync.Mutex
+
+// recordFaults appends a summary line to $ARTIFACTS_DIR/faults.txt (default
+// ./artifacts at the module root), which .ci/run prints: go test shows a
+// passing test's log only with -v.
+func recordFaults(t *testing.T, line string) {
+	t.Helper()
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "artifacts")
+	}
+	faultsFile.Lock()
+	defer faultsFile.Unlock()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("faults summary not written: %v", err)
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "faults.txt"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Logf("faults summary not written: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
 }
