@@ -28,6 +28,7 @@ Usage:
   enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
               [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing]
   enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
+  enqueue action [FILE|-]     the agent hub's action JSON: sendSMS, makeCall, getCallStatus, sendBulkSMS
   enqueue status TASK_ID
   enqueue call-status CALL_SID
   enqueue log [--to NUMBER] [--task ID] [--since 1h] [--follow] [--unmask]
@@ -103,6 +104,8 @@ func run(args []string, e env) int {
 		err = cmdCallStatus(args[1:], e)
 	case "log":
 		err = cmdLog(args[1:], e)
+	case "action":
+		err = cmdAction(args[1:], e)
 	case "optout", "consent": // optout.go
 		err = cmdList(optout.Kind(args[0]), args[1:], e)
 	case "bulk": // bulk.go
@@ -208,6 +211,12 @@ func cmdSMS(args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	return enqueueSMS(e, p, r, id, opts)
+}
+
+// enqueueSMS validates p and queues it through tasks.EnqueueSMS (booking its
+// send slot when the workers published their limits), printing the task.
+func enqueueSMS(e env, p tasks.SMSPayload, r tasks.Rules, id string, opts []asynq.Option) error {
 	task, err := tasks.NewSendSMSTask(p, r, opts...)
 	if err != nil {
 		return err
