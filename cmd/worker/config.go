@@ -87,6 +87,7 @@ var variables = []variable{
 	{"REDELIVER_BACKOFF", tasks.RedeliverBackoffDefault.String(), "wait before the first resend; doubled for each next one"},
 	{"LOG_RETENTION", "720h", "how long the communications log (tw:log) keeps entries"},
 	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
+	{"PPROF_ADDR", "", "serve Go's /debug/pprof/ on this address (loopback only), for profiling; unset: off"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 }
@@ -117,6 +118,7 @@ type Config struct {
 	LogBodies        bool
 	PollInterval     time.Duration
 	ShutdownTimeout  time.Duration
+	PprofAddr        string
 	LogLevel         string
 	LogFormat        string
 }
@@ -268,6 +270,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	c.LogRetention = dur("LOG_RETENTION", time.Hour, 10*365*24*time.Hour)
 	if c.LogBodies, err = commlog.ParseBodies(get("LOG_BODIES")); err != nil {
 		bad("LOG_BODIES", "%v", err)
+	}
+	if c.PprofAddr = get("PPROF_ADDR"); c.PprofAddr != "" && !loopback(c.PprofAddr) {
+		bad("PPROF_ADDR", "must be a loopback address such as 127.0.0.1:6060 (profiles show internals)")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -171,6 +172,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Dashboard.Disabled {
 		log.Warn("dashboard off: set DASHBOARD_USER and DASHBOARD_PASSWORD to serve /monitoring/ on a non-loopback HTTP_ADDR", "http", cfg.HTTPAddr)
 	}
+	if cfg.PprofAddr != "" {
+		pp, err := startHTTP(cfg.PprofAddr, pprofHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer pp.Close()
+		log.Info("profiling at http://"+cfg.PprofAddr+"/debug/pprof/", "addr", cfg.PprofAddr)
+	}
 	httpSrv, err := startHTTP(cfg.HTTPAddr, api.Handler(), log)
 	if err != nil {
 		srv.Shutdown()
@@ -293,4 +302,15 @@ func (l *localSim) Close() {
 	defer cancel()
 	_ = l.http.Shutdown(ctx)
 	l.sim.Close()
+}
+
+// pprofHandler serves Go's profiles (PPROF_ADDR).
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	return mux
 }
