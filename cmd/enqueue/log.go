@@ -94,5 +94,5 @@ func maskNumber(n string) string {
 	if n == "" {
 		return ""
 	}
-	return phone.Mask(n)
+	return phone.Number(n).Masked()
 }
