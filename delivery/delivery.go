@@ -18,8 +18,10 @@ import (
 // ErrNotFound is returned for a message that is not tracked.
 var ErrNotFound = errors.New("message not tracked")
 
-// TTL is how long a message record is kept after its last change.
-const TTL = 7 * 24 * time.Hour
+// TTL is how long a message record is kept after its last change. It holds
+// the message's payload (for a redelivery), so it is kept no longer than a
+// carrier takes to report and the resends take: two days.
+const TTL = 48 * time.Hour
 
 // RedeliverMaxDefault is REDELIVER_MAX's default.
 const RedeliverMaxDefault = 2

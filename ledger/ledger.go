@@ -22,8 +22,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TTL is how long entries and claims are kept: longer than any task lives.
-const TTL = 7 * 24 * time.Hour
+// TTL is how long entries and claims are kept after their last write. A
+// ledger entry matters only between a task's first send attempt and its last
+// run, which retries bound to a few hours (deferrals for limits and quiet
+// hours come before the attempt), so two days leave a wide margin.
+const TTL = 48 * time.Hour
 
 // Skew is how much earlier than our recorded start Twilio's date_created may
 // read (its dates have whole seconds, and clocks differ).
@@ -85,26 +88,26 @@ func (l *Ledger) Begin(ctx context.Context, taskID string, now time.Time) error 
 // ErrClaimed is returned by Commit when another task already owns the SID.
 var ErrClaimed = errors.New("message already claimed by another task")
 
+// commitScript claims the SID for the task and records it, in one round
+// trip: KEYS claim, entry; ARGV task id, sid, ttl seconds. 0: another task
+// owns the SID.
+var commitScript = redis.NewScript(`
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('HSET', KEYS[2], 'sid', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1`)
+
 // Commit records that Twilio accepted the task's message as sid, and claims
 // sid for the task.
 func (l *Ledger) Commit(ctx context.Context, taskID, sid string) error {
-	ok, err := l.rdb.SetNX(ctx, claimKey(sid), taskID, TTL).Result()
+	ok, err := commitScript.Run(ctx, l.rdb, []string{claimKey(sid), entryKey(taskID)}, taskID, sid, int(TTL.Seconds())).Int()
 	if err != nil {
-		return fmt.Errorf("claim %s: %w", sid, err)
+		return fmt.Errorf("record %s: %w", sid, err)
 	}
-	if !ok {
-		owner, _ := l.rdb.Get(ctx, claimKey(sid)).Result()
-		if owner != taskID {
-			return ErrClaimed
-		}
-	}
-	_, err = l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, entryKey(taskID), "sid", sid)
-		p.Expire(ctx, entryKey(taskID), TTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record sid: %w", err)
+	if ok == 0 {
+		return ErrClaimed
 	}
 	return nil
 }
