@@ -123,7 +123,7 @@ func NewMakeCallTask(p CallPayload, r Rules, opts ...asynq.Option) (*asynq.Task,
 	if err != nil {
 		return nil, fmt.Errorf("encode call payload: %w", err)
 	}
-	base := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(MaxRetryDefault),
+	base := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(asynqMaxRetry),
 		asynq.Retention(r.ResultTTL), asynq.Timeout(SendTimeout)}
 	return asynq.NewTask(TypeMakeCall, payload, append(base, opts...)...), nil
 }
@@ -140,7 +140,7 @@ func PollTaskID(callSID string) string { return "call-poll:" + callSID }
 func NewPollCallTask(callSID string, delay, resultTTL time.Duration) *asynq.Task {
 	payload, _ := json.Marshal(PollPayload{CallSID: callSID})
 	return asynq.NewTask(TypePollCall, payload, asynq.Queue(QueueDefault), asynq.TaskID(PollTaskID(callSID)),
-		asynq.ProcessIn(delay), asynq.MaxRetry(MaxRetryDefault), asynq.Retention(resultTTL), asynq.Timeout(time.Minute))
+		asynq.ProcessIn(delay), asynq.MaxRetry(asynqMaxRetry), asynq.Retention(resultTTL), asynq.Timeout(time.Minute))
 }
 
 // CallResult is the result of a call:make task.

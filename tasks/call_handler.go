@@ -95,6 +95,10 @@ var CallStatusEvents = []string{"initiated", "ringing", "answered", "completed"}
 
 // ProcessTask implements asynq.Handler.
 func (h *CallHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	return giveUp(ctx, h.process(ctx, t))
+}
+
+func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 	h.Metrics.TaskRun(TypeMakeCall)
 	r := h.Rules.WithDefaults()
 	id, _ := asynq.GetTaskID(ctx)
@@ -276,6 +280,10 @@ type PollHandler struct {
 
 // ProcessTask implements asynq.Handler.
 func (h *PollHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	return giveUp(ctx, h.process(ctx, t))
+}
+
+func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 	h.Metrics.TaskRun(TypePollCall)
 	pol := h.Polling.WithDefaults()
 	now := time.Now()

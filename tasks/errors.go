@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -32,7 +33,26 @@ const (
 	BackoffCap  = 10 * time.Minute
 	// MaxRetryDefault is how many failures a task may have before it is archived.
 	MaxRetryDefault = 10
+	// asynqMaxRetry is the MaxRetry given to asynq. asynq archives a task
+	// whose retry count reached it before asking IsFailure, so a task with
+	// ten failures behind it would be archived by its next wait on a rate
+	// limit. The handlers keep the failure budget themselves (giveUp), and
+	// asynq's count only ever rises on failures.
+	asynqMaxRetry = 1000
 )
+
+// giveUp turns a failure into an archive once the task has failed
+// MaxRetryDefault times before; waits (DeferError) never count.
+func giveUp(ctx context.Context, err error) error {
+	var d *ratelimit.DeferError
+	if err == nil || errors.Is(err, asynq.SkipRetry) || errors.As(err, &d) {
+		return err
+	}
+	if n, ok := asynq.GetRetryCount(ctx); ok && n >= MaxRetryDefault {
+		return fmt.Errorf("gave up after %d failed attempts: %w: %w", n+1, err, asynq.SkipRetry)
+	}
+	return err
+}
 
 // RetryDelay is the asynq.RetryDelayFunc of the worker: a DeferError's own
 // time, else exponential backoff (1 s, 2 s, 4 s … capped at 10 min) with

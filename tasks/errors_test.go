@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -42,5 +43,15 @@ func TestIsFailure(t *testing.T) {
 	}
 	if !errors.Is(archive("x %d", 1), asynq.SkipRetry) {
 		t.Fatal("archive does not wrap SkipRetry")
+	}
+}
+
+func TestGiveUpKeepsTheFailureBudget(t *testing.T) {
+	// Outside a task run (no retry count) nothing changes.
+	if err := giveUp(context.Background(), errors.New("boom")); errors.Is(err, asynq.SkipRetry) {
+		t.Fatal("archived without a retry count")
+	}
+	if MaxRetryDefault >= asynqMaxRetry {
+		t.Fatal("asynq's own ceiling must stay above the handlers' budget")
 	}
 }

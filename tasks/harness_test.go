@@ -140,7 +140,7 @@ func (h *harness) enqueue(t *testing.T, p tasks.SMSPayload, opts ...asynq.Option
 // waitState waits until the task reaches one of the final states and returns it.
 func (h *harness) waitFinal(t *testing.T, id string) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		info, err := tasks.Find(h.insp, id)
 		if err != nil {

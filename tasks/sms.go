@@ -191,7 +191,7 @@ func NewSendSMSTask(p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.Task, e
 	}
 	base := []asynq.Option{
 		asynq.Queue(QueueDefault),
-		asynq.MaxRetry(MaxRetryDefault),
+		asynq.MaxRetry(asynqMaxRetry),
 		asynq.Retention(r.ResultTTL),
 		asynq.Timeout(SendTimeout),
 	}

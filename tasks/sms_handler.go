@@ -67,7 +67,7 @@ type SMSHandler struct {
 func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	j := &journal{log: h.Log}
 	j.entry.TaskID, _ = asynq.GetTaskID(ctx)
-	err := h.process(withJournal(ctx, j), t)
+	err := giveUp(ctx, h.process(withJournal(ctx, j), t))
 	j.outcome(ctx, h.logger(), err)
 	h.countFailure(ctx, t, err) // campaign messages: completions count in writeResult
 	return err

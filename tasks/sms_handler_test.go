@@ -220,3 +220,16 @@ func TestPoisonTaskArchivedWithReason(t *testing.T) {
 		t.Fatal("a poison task reached Twilio")
 	}
 }
+
+func TestTransientFailuresGiveUpAfterTheBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{sim: twiliosim.Config{ErrorRate: 1}})
+	id := h.enqueue(t, tasks.SMSPayload{To: "+14155550147", Body: "never arrives"})
+	info := h.waitFinal(t, id)
+	if info.State != asynq.TaskStateArchived || !strings.Contains(info.LastErr, "gave up after 11 failed attempts") {
+		t.Fatalf("state %s retried %d last error %q", info.State, info.Retried, info.LastErr)
+	}
+	if got := h.requests.Load(); got != tasks.MaxRetryDefault+1 {
+		t.Fatalf("%d attempts, want %d", got, tasks.MaxRetryDefault+1)
+	}
+}

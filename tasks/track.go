@@ -81,7 +81,7 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 	}
 	pl, _ := json.Marshal(TrackPayload{MessageSID: msg.SID})
 	task := asynq.NewTask(TypeTrackSMS, pl, asynq.Queue(queueOr(queue)), asynq.TaskID(TrackTaskID(msg.SID)),
-		asynq.ProcessIn(first), asynq.MaxRetry(MaxRetryDefault), asynq.Retention(tr.Rules.WithDefaults().ResultTTL), asynq.Timeout(time.Minute))
+		asynq.ProcessIn(first), asynq.MaxRetry(asynqMaxRetry), asynq.Retention(tr.Rules.WithDefaults().ResultTTL), asynq.Timeout(time.Minute))
 	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("schedule delivery tracking: %w", err)
 	}
@@ -97,6 +97,10 @@ func queueOr(q string) string {
 
 // ProcessTask implements asynq.Handler for sms:track.
 func (tr *Tracker) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	return giveUp(ctx, tr.process(ctx, t))
+}
+
+func (tr *Tracker) process(ctx context.Context, t *asynq.Task) error {
 	tr.Metrics.TaskRun(TypeTrackSMS)
 	now := tr.Rules.WithDefaults().Now()
 	var p TrackPayload
