@@ -114,6 +114,16 @@ func TestEnqueueIDIsIdempotent(t *testing.T) {
 	if first.TaskID != "order-42" || second.TaskID != "order-42" || first.Existing || !second.Existing {
 		t.Fatalf("first %+v second %+v", first, second)
 	}
+	// Another queue with the same id still names the one task.
+	r = runEnqueue(t, s.env, append(args, "--queue", "critical")...)
+	var third struct {
+		TaskID, Queue string
+		Existing      bool
+	}
+	r.json(t, &third)
+	if !third.Existing || third.Queue != "default" {
+		t.Fatalf("same id, other queue: %+v", third)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if n := len(simMessages(t, s.simURL)); n != 1 || st.State != "completed" {
 		t.Fatalf("%d messages (state %s); the same id must send once", n, st.State)

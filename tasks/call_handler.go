@@ -324,6 +324,10 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 		if twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
 			return archive("call %s: Twilio has no such call", p.CallSID)
 		}
+		if twilioapi.ClassOf(err).Permanent() {
+			// Polling again cannot help (e.g. credentials refused).
+			return archive("call %s: %v", p.CallSID, err)
+		}
 		polls := 0
 		if rec != nil {
 			polls = rec.Polls

@@ -127,6 +127,10 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		now = r.Now() // admit may have slept until the message's moment
+		if expired(p, now) {
+			h.Metrics.Skipped("expired")
+			return archive("expired: its rate-limit slot came at %s, after it expired", now.UTC().Format(time.RFC3339))
+		}
 	}
 
 	// The opt-out check comes immediately before the send, so a STOP that

@@ -49,6 +49,15 @@ func enqueueTask(e env, task *asynq.Task, id, to string) error {
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// asynq's ids are unique per queue: look in every queue first, so the
+	// same --id with another --queue still names the one task.
+	if id != "" {
+		if existing, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id); err == nil {
+			return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: to, Existing: true})
+		} else if !errors.Is(err, tasks.ErrTaskNotFound) {
+			return err
+		}
+	}
 	info, err := client.EnqueueContext(ctx, task)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)

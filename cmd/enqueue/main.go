@@ -232,6 +232,15 @@ func enqueueSMS(e env, p tasks.SMSPayload, r tasks.Rules, id string, opts []asyn
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// asynq's ids are unique per queue: look in every queue first, so the
+	// same --id with another --queue still names the one task.
+	if id != "" {
+		if existing, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id); err == nil {
+			return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
+		} else if !errors.Is(err, tasks.ErrTaskNotFound) {
+			return err
+		}
+	}
 	b, err := booker(ctx, rdb)
 	if err != nil {
 		return err

@@ -181,6 +181,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		if err := tw.WithDefaults().Validate(); err != nil {
 			errs = append(errs, err)
 		}
+		if c.PublicURL != "" && tw.AuthToken == "" {
+			// Twilio signs webhooks with the auth token, even under API-key
+			// auth: without it every callback and STOP would get 403.
+			errs = append(errs, fmt.Errorf("%s is required with PUBLIC_URL: Twilio signs its webhooks with it", twilioapi.EnvAuthToken))
+		}
 	}
 	if tw.PhoneNumber != "" {
 		n, err := phone.Parse(tw.PhoneNumber, get("DEFAULT_REGION"))

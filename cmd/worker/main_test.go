@@ -96,3 +96,17 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal("the error shows a secret")
 	}
 }
+
+func TestPublicURLNeedsTheAuthToken(t *testing.T) {
+	env := map[string]string{"PUBLIC_URL": "https://worker.example.com",
+		"TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+		"TWILIO_API_KEY":     "SK00000000000000000000000000000000", "TWILIO_API_SECRET": "secret1"}
+	_, err := loadConfig(nil, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "TWILIO_AUTH_TOKEN is required with PUBLIC_URL") {
+		t.Fatalf("err = %v", err)
+	}
+	env["TWILIO_AUTH_TOKEN"] = "0123456789abcdef0123456789abcdef"
+	if _, err := loadConfig(nil, func(k string) string { return env[k] }, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+}
