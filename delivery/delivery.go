@@ -45,15 +45,18 @@ func key(sid string) string { return "tw:msg:" + sid }
 
 // Record is what is known of a sent message.
 type Record struct {
-	SID       string    `json:"messageSid"`
-	TaskID    string    `json:"taskId,omitempty"`
-	To        string    `json:"to"`
-	Campaign  string    `json:"campaign,omitempty"`
-	Attempt   int       `json:"attempt"` // 0 for the first send, n for the n-th redelivery
-	Queue     string    `json:"queue,omitempty"`
-	Payload   []byte    `json:"-"` // the sms:send payload, for redelivery
-	Status    string    `json:"status"`
-	ErrorCode int       `json:"errorCode,omitempty"`
+	SID       string `json:"messageSid"`
+	TaskID    string `json:"taskId,omitempty"`
+	To        string `json:"to"`
+	Campaign  string `json:"campaign,omitempty"`
+	Attempt   int    `json:"attempt"` // 0 for the first send, n for the n-th redelivery
+	Queue     string `json:"queue,omitempty"`
+	Payload   []byte `json:"-"` // the sms:send payload, for redelivery
+	Status    string `json:"status"`
+	ErrorCode int    `json:"errorCode,omitempty"`
+	// Settled: the final status was acted on (logged, resent when
+	// transient). Set only after that succeeded, so a failure is retried.
+	Settled   bool      `json:"settled,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
@@ -135,6 +138,7 @@ func (s *Store) Get(ctx context.Context, sid string) (Record, error) {
 	r := Record{SID: sid, TaskID: m["taskId"], To: m["to"], Campaign: m["campaign"], Status: m["status"],
 		Queue: m["queue"], Payload: []byte(m["payload"])}
 	r.Attempt, _ = strconv.Atoi(m["attempt"])
+	r.Settled = m["settled"] == "1"
 	r.ErrorCode, _ = strconv.Atoi(m["errorCode"])
 	r.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updatedAt"])
 	return r, nil
@@ -144,4 +148,9 @@ func (s *Store) Get(ctx context.Context, sid string) (Record, error) {
 func (s *Store) Polled(ctx context.Context, sid string) (int, error) {
 	n, err := s.rdb.HIncrBy(ctx, key(sid), "polls", 1).Result()
 	return int(n), err
+}
+
+// MarkSettled records that sid's final status was acted on.
+func (s *Store) MarkSettled(ctx context.Context, sid string) error {
+	return s.rdb.HSet(ctx, key(sid), "settled", "1").Err()
 }

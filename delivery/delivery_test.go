@@ -93,3 +93,20 @@ func TestTransientCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestSettledIsRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := delivery.NewStore(redistest.Start(t).Client(t))
+	_ = s.Track(ctx, delivery.Record{SID: "SM9", To: "+14155551234", Status: "queued"})
+	rec, _, _ := s.Apply(ctx, "SM9", "undelivered", 30003, time.Now())
+	if rec.Settled {
+		t.Fatal("settled before anyone acted on it")
+	}
+	if err := s.MarkSettled(ctx, "SM9"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Get(ctx, "SM9"); !rec.Settled {
+		t.Fatal("MarkSettled not recorded")
+	}
+}

@@ -43,7 +43,7 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 			status = f.Get("SmsStatus")
 		}
 		code, _ := strconv.Atoi(f.Get("ErrorCode"))
-		rec, became, err := s.Tracker.Store.Apply(r.Context(), sid, status, code, time.Now())
+		rec, _, err := s.Tracker.Store.Apply(r.Context(), sid, status, code, time.Now())
 		switch {
 		case errors.Is(err, delivery.ErrNotFound):
 			// Not one of ours (or its record expired), with a status that
@@ -52,8 +52,8 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 			s.logger().Warn("message status callback not recorded", "sid", sid, "err", err)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
-		case became && rec.To != "":
-			if err := s.Tracker.Settle(r.Context(), rec); err != nil {
+		default:
+			if err := s.Tracker.SettleIfFinal(r.Context(), rec); err != nil {
 				s.logger().Warn("message outcome not settled", "sid", sid, "err", err)
 				http.Error(w, "try again", http.StatusServiceUnavailable)
 				return

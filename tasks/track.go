@@ -116,7 +116,11 @@ func (tr *Tracker) process(ctx context.Context, t *asynq.Task) error {
 		return &ratelimit.DeferError{Until: now.Add(time.Second), Reason: err.Error()}
 	}
 	if rec.Final() {
-		return writeResult(t, log, rec) // a status callback settled it
+		// A status callback made it final; settle it here if that failed.
+		if err := tr.settle(ctx, rec); err != nil {
+			return err
+		}
+		return writeResult(t, log, rec)
 	}
 	polls, _ := tr.Store.Polled(ctx, p.MessageSID)
 	if polls > 0 && time.Duration(polls)*tr.Polling.WithDefaults().Max > TrackFollowMax {
@@ -128,20 +132,38 @@ func (tr *Tracker) process(ctx context.Context, t *asynq.Task) error {
 		wait := tr.Polling.Wait(polls)
 		return &ratelimit.DeferError{Until: now.Add(wait), Reason: "fetch failed: " + err.Error()}
 	}
-	rec, became, err := tr.Store.Apply(ctx, p.MessageSID, msg.Status, msg.ErrorCode, now)
+	rec, _, err = tr.Store.Apply(ctx, p.MessageSID, msg.Status, msg.ErrorCode, now)
 	if err != nil {
 		return &ratelimit.DeferError{Until: now.Add(time.Second), Reason: err.Error()}
 	}
-	if became {
-		if err := tr.Settle(ctx, rec); err != nil {
-			return err
-		}
+	if err := tr.settle(ctx, rec); err != nil {
+		return err
 	}
 	if rec.Final() {
 		return writeResult(t, log, rec)
 	}
 	wait := tr.Polling.Wait(polls)
 	return &ratelimit.DeferError{Until: now.Add(wait), Reason: fmt.Sprintf("message %s is %s; next check in %s", p.MessageSID, rec.Status, wait)}
+}
+
+// settle settles rec if it is final, tracked and not settled yet, and then
+// records that it was. Whoever sees it first (callback or poll) does it; a
+// failure leaves it for the next one. Two at once are harmless: the resend's
+// task id is fixed, so it is queued once.
+func (tr *Tracker) settle(ctx context.Context, rec delivery.Record) error {
+	if !rec.Final() || rec.Settled || rec.To == "" {
+		return nil
+	}
+	if err := tr.Settle(ctx, rec); err != nil {
+		return err
+	}
+	return tr.Store.MarkSettled(ctx, rec.SID)
+}
+
+// SettleIfFinal is settle for callers outside the package (the status
+// callback).
+func (tr *Tracker) SettleIfFinal(ctx context.Context, rec delivery.Record) error {
+	return tr.settle(ctx, rec)
 }
 
 // Settle acts on a message that has just become final: it logs the outcome
