@@ -224,7 +224,7 @@ func (h *CallHandler) earlierCall(ctx context.Context, log *slog.Logger, id stri
 		}
 		cands := make([]ledger.Candidate, len(list))
 		for i, c := range list {
-			cands[i] = ledger.Candidate{SID: c.SID, Created: c.DateCreated, Matches: c.To == p.To}
+			cands[i] = ledger.Candidate{SID: c.SID, Created: c.DateCreated, Matches: c.To == p.To && sameSender(c.From, p.From, h.Caller)}
 		}
 		if sid, err = h.Ledger.Reconcile(ctx, e, cands); err != nil {
 			return nil, fmt.Errorf("reconcile an earlier attempt: %w", err)

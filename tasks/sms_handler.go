@@ -259,7 +259,8 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 	}
 	cands := make([]ledger.Candidate, len(list))
 	for i, m := range list {
-		cands[i] = ledger.Candidate{SID: m.SID, Created: m.DateCreated, Matches: m.Body == p.Body && m.To == p.To}
+		cands[i] = ledger.Candidate{SID: m.SID, Created: m.DateCreated,
+			Matches: m.Body == p.Body && m.To == p.To && sameSender(m.From, p.From, h.Messenger)}
 	}
 	sid, err := h.Ledger.Reconcile(ctx, e, cands)
 	if err != nil {
@@ -301,4 +302,16 @@ func (h *SMSHandler) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return h.Logger
+}
+
+// sameSender reports whether a message Twilio lists came from the sender this
+// task sends from: its own From, or the client's default number. With a
+// Messaging Service choosing the number, any sender matches.
+func sameSender(listed, from string, client any) bool {
+	if from == "" {
+		if d, ok := client.(interface{ DefaultFrom() string }); ok {
+			from = d.DefaultFrom()
+		}
+	}
+	return from == "" || listed == from
 }

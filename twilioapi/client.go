@@ -49,7 +49,12 @@ func (c *Client) Config() Config { return c.cfg }
 
 // DefaultFrom returns the sender used when a message names none: the
 // configured phone number, or "" when a Messaging Service picks it.
-func (c *Client) DefaultFrom() string { return c.cfg.PhoneNumber }
+func (c *Client) DefaultFrom() string {
+	if c.cfg.MessagingServiceSID != "" {
+		return "" // SendSMS sends through the service, which picks the number
+	}
+	return c.cfg.PhoneNumber
+}
 
 // call prepares the SDK for one operation bound to ctx.
 func (c *Client) call(ctx context.Context) (*openapi.ApiService, *exchange) {
