@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -41,36 +42,46 @@ func cmdCall(args []string, e env) error {
 // enqueueTask enqueues task and prints where it went; with an id already
 // taken, it prints the existing task instead.
 func enqueueTask(e env, task *asynq.Task, id, to string) error {
+	return enqueueWith(e, task.Type(), id, to, func(ctx context.Context, _ redis.UniversalClient, c *asynq.Client) (*asynq.TaskInfo, error) {
+		return c.EnqueueContext(ctx, task)
+	})
+}
+
+// enqueueWith runs submit and prints the task it queued. asynq's ids are
+// unique per queue only, so a given id is first looked up in every queue:
+// the same --id with another --queue still names the one task.
+func enqueueWith(e env, taskType, id, to string, submit func(context.Context, redis.UniversalClient, *asynq.Client) (*asynq.TaskInfo, error)) error {
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	client := asynq.NewClientFromRedisClient(rdb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// asynq's ids are unique per queue: look in every queue first, so the
-	// same --id with another --queue still names the one task.
+	existing := func() error {
+		info, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
+		if err != nil {
+			return err
+		}
+		return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to, Existing: true})
+	}
 	if id != "" {
-		if existing, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id); err == nil {
-			return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: to, Existing: true})
-		} else if !errors.Is(err, tasks.ErrTaskNotFound) {
+		if err := existing(); !errors.Is(err, tasks.ErrTaskNotFound) {
 			return err
 		}
 	}
-	info, err := client.EnqueueContext(ctx, task)
+	info, err := submit(ctx, rdb, asynq.NewClientFromRedisClient(rdb))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
-		if ferr != nil {
-			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
+		if err := existing(); err != nil {
+			return fmt.Errorf("task %q exists but could not be read: %w", id, err)
 		}
-		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: to, Existing: true})
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	channel := "voice"
-	if task.Type() == tasks.TypeSendSMS {
+	if taskType == tasks.TypeSendSMS {
 		channel = "sms"
 	}
 	logQueued(ctx, e, rdb, info, to, channel)

@@ -223,41 +223,13 @@ func enqueueSMS(e env, p tasks.SMSPayload, r tasks.Rules, id string, opts []asyn
 	}
 	var norm tasks.SMSPayload
 	_ = json.Unmarshal(task.Payload(), &norm)
-
-	rdb, err := redisClient(e)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	client := asynq.NewClientFromRedisClient(rdb)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// asynq's ids are unique per queue: look in every queue first, so the
-	// same --id with another --queue still names the one task.
-	if id != "" {
-		if existing, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id); err == nil {
-			return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
-		} else if !errors.Is(err, tasks.ErrTaskNotFound) {
-			return err
+	return enqueueWith(e, task.Type(), id, norm.To, func(ctx context.Context, rdb redis.UniversalClient, c *asynq.Client) (*asynq.TaskInfo, error) {
+		b, err := booker(ctx, rdb)
+		if err != nil {
+			return nil, err
 		}
-	}
-	b, err := booker(ctx, rdb)
-	if err != nil {
-		return err
-	}
-	info, err := tasks.EnqueueSMS(ctx, client, b, p, r, opts...)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		existing, ferr := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
-		if ferr != nil {
-			return fmt.Errorf("task %q exists but could not be read: %w", id, ferr)
-		}
-		return printJSON(e.stdout, enqueued{TaskID: existing.ID, Queue: existing.Queue, To: norm.To, Existing: true})
-	}
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	logQueued(ctx, e, rdb, info, norm.To, "sms")
-	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: norm.To})
+		return tasks.EnqueueSMS(ctx, c, b, p, r, opts...)
+	})
 }
 
 func cmdStatus(args []string, e env) error {
