@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"io"
 	"net/url"
 	"strings"
@@ -112,20 +111,15 @@ func SayTwiml(text string) string {
 }
 
 // NewMakeCallTask validates p and returns a call:make task (queue default,
-// MaxRetry 10, result kept Rules.ResultTTL unless opts say otherwise).
+// result kept Rules.ResultTTL unless opts say otherwise; the handler gives up
+// after MaxRetryDefault failures).
 func NewMakeCallTask(p CallPayload, r Rules, opts ...asynq.Option) (*asynq.Task, error) {
 	r = r.WithDefaults()
 	p, err := p.Normalize(r)
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode call payload: %w", err)
-	}
-	base := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(asynqMaxRetry),
-		asynq.Retention(r.ResultTTL), asynq.Timeout(SendTimeout)}
-	return asynq.NewTask(TypeMakeCall, payload, append(base, opts...)...), nil
+	return newTask(TypeMakeCall, p, r, opts)
 }
 
 // PollPayload is the payload of a call:poll task.

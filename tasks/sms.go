@@ -177,25 +177,27 @@ func normalizeSender(from, region string) (string, error) {
 }
 
 // NewSendSMSTask validates and normalises p and returns the task, queued on
-// "default" with MaxRetry 10 and its result kept for Rules.ResultTTL unless
-// opts say otherwise.
+// "default" with its result kept for Rules.ResultTTL unless opts say
+// otherwise; the handler gives up after MaxRetryDefault failures.
 func NewSendSMSTask(p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.Task, error) {
 	r = r.WithDefaults()
 	p, err := p.Normalize(r)
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(p)
+	return newTask(TypeSendSMS, p, r, opts)
+}
+
+// newTask encodes a validated payload as a send task: queue default, asynq's
+// retry ceiling, the result kept ResultTTL, SendTimeout per run; opts win.
+func newTask(typ string, payload any, r Rules, opts []asynq.Option) (*asynq.Task, error) {
+	b, err := json.Marshal(payload)
 	if err != nil {
-		return nil, fmt.Errorf("encode sms payload: %w", err)
+		return nil, fmt.Errorf("encode %s payload: %w", typ, err)
 	}
-	base := []asynq.Option{
-		asynq.Queue(QueueDefault),
-		asynq.MaxRetry(asynqMaxRetry),
-		asynq.Retention(r.ResultTTL),
-		asynq.Timeout(SendTimeout),
-	}
-	return asynq.NewTask(TypeSendSMS, payload, append(base, opts...)...), nil
+	base := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(asynqMaxRetry),
+		asynq.Retention(r.ResultTTL), asynq.Timeout(SendTimeout)}
+	return asynq.NewTask(typ, b, append(base, opts...)...), nil
 }
 
 // SMSResult is the result of an sms:send task, in the agent hub's response
