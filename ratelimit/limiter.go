@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +23,10 @@ const (
 
 // Defaults of Config.
 const (
-	// PrefixDefault starts every key the limiter writes.
-	PrefixDefault = "tw:rl:"
+	// PrefixDefault starts every key the limiter writes. The hash tag {rl}
+	// puts them all in one Redis Cluster slot: one decision touches the
+	// task's hold, its sender and its recipient together.
+	PrefixDefault = "tw:{rl}:"
 	// MaxSleepDefault is the longest a handler waits in process for its
 	// moment; a longer wait is a reservation and a DeferError. It absorbs
 	// asynq's wake-up jitter (DelayedTaskCheckInterval, 100 ms in the worker)
@@ -66,12 +69,12 @@ func (c Config) WithDefaults() Config {
 // Limiter applies per-sender, per-recipient and per-account limits shared by
 // every process that uses the same Redis.
 //
-// Each limited key (tw:rl:sender:+1500…, tw:rl:recipient:+1415…,
-// tw:rl:call:account) is a hash with two GCRA theoretical arrival times:
+// Each limited key (tw:{rl}:sender:+1500…, tw:{rl}:recipient:+1415…,
+// tw:{rl}:call:account) is a hash with two GCRA theoretical arrival times:
 //
 //   - plan: the schedule. Booking a slot (at enqueue time, or when a task
 //     must wait) moves it on by the cost, so the next booking lands one
-//     interval later. A booked slot is kept for its task in tw:rl:hold:{id}
+//     interval later. A booked slot is kept for its task in tw:{rl}:hold:ID
 //     and the task is scheduled for that moment.
 //   - gate: actual sends. Every send passes it, so no burst goes out even
 //     when tasks wake late and together (asynq wakes scheduled tasks in
@@ -89,6 +92,13 @@ type Limiter struct {
 // New returns a Limiter on rdb.
 func New(rdb redis.Scripter, cfg Config) *Limiter {
 	return &Limiter{rdb: rdb, cfg: cfg.WithDefaults()}
+}
+
+// key names every limiter key: prefix (PrefixDefault, tw:{rl}:) and the
+// parts joined by ':', as in tw:{rl}:sender:+15005550006, tw:{rl}:hold:ID,
+// tw:{rl}:config.
+func key(prefix string, parts ...string) string {
+	return prefix + strings.Join(parts, ":")
 }
 
 // Config returns the limiter's configuration.
@@ -207,7 +217,7 @@ func (l *Limiter) AdmitCall(ctx context.Context, taskID string, notAfter time.Ti
 func (l *Limiter) SlowSender(ctx context.Context, from string, until time.Time) error {
 	from = l.senderKey(from)
 	now := l.cfg.Now()
-	err := slowScript.Run(ctx, l.rdb, []string{l.cfg.Prefix + ScopeSender + ":" + from},
+	err := slowScript.Run(ctx, l.rdb, []string{key(l.cfg.Prefix, ScopeSender, from)},
 		micros(now), micros(until)).Err()
 	if err != nil {
 		return fmt.Errorf("slow sender %s: %w", phone.Number(from).Masked(), err)
@@ -224,7 +234,7 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 		return Decision{}, errors.New("rate limit: the task has no id")
 	}
 	keys := make([]string, 0, len(lims)+1)
-	keys = append(keys, l.cfg.Prefix+"hold:"+taskID)
+	keys = append(keys, key(l.cfg.Prefix, "hold", taskID))
 	args := make([]any, 0, 5+3*len(lims))
 	var na int64
 	if !notAfter.IsZero() {
@@ -232,7 +242,7 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 	}
 	args = append(args, mode, micros(now), l.cfg.MaxSleep.Microseconds(), na, HoldGrace.Milliseconds())
 	for _, lim := range lims {
-		keys = append(keys, l.cfg.Prefix+lim.scope+":"+lim.id)
+		keys = append(keys, key(l.cfg.Prefix, lim.scope, lim.id))
 		args = append(args, intervalMicros(lim.rate), lim.rate.Burst, lim.cost)
 	}
 	res, err := gcraScript.Run(ctx, l.rdb, keys, args...).Slice()
