@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -42,6 +43,9 @@ type Deps struct {
 	// safe for concurrent use: the workers share it.
 	Client *asynq.Client
 	Rules  tasks.Rules
+	// Durability (REDIS_WAIT_REPLICAS) confirms each batch's tasks with the
+	// replicas before they count as enqueued; zero: no confirmation.
+	Durability redisconn.Durability
 	// Workers is how many batches are in flight at once (WorkersDefault).
 	Workers int
 	// Batch is how many recipients one Redis reservation covers (BatchDefault).
@@ -383,6 +387,12 @@ func (r *run) batch(ctx context.Context, rows []row) error {
 	}
 	if len(confirm) == 1 {
 		return nil
+	}
+	// The batch's tasks share the bulk queue's master: one WAIT covers them.
+	if last := confirm[len(confirm)-1].(string); created > 0 {
+		if err := r.d.Durability.ConfirmTask(ctx, r.d.Redis, tasks.QueueBulk, TaskID(r.req.Campaign, last)); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
 	}
 	confirm[0] = strconv.FormatInt(created, 10)
 	if err := confirmScript.Run(ctx, r.d.Redis, keys[:2], confirm...).Err(); err != nil {

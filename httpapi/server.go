@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -28,6 +29,9 @@ import (
 // that need them.
 type Server struct {
 	Redis     redis.UniversalClient
+	// Durability (REDIS_WAIT_REPLICAS) confirms each enqueue with the
+	// replicas before it is answered; zero: no confirmation.
+	Durability redisconn.Durability
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -50,7 +50,8 @@ type variable struct {
 }
 
 var variables = []variable{
-	{"REDIS_URL", "", "Redis: redis://, rediss:// or redis-sentinel:// URL (default " + RedisURLDefault + "; when unset and nothing answers there, an embedded in-memory Redis is started)"},
+	{"REDIS_URL", "", "Redis: " + redisconn.Schemes + " URL (default " + RedisURLDefault + "; when unset and nothing answers there, an embedded in-memory Redis is started)"},
+	{"REDIS_WAIT_REPLICAS", "0", "replicas (Redis WAIT) that must confirm the ledger's claim before each Twilio request and every enqueue before it is acknowledged; 0: none"},
 	{twilioapi.EnvAccountSID, "", "Twilio account SID (unset: the built-in simulator is used and nothing real is sent)"},
 	{twilioapi.EnvAuthToken, "", "Twilio auth token"},
 	{twilioapi.EnvAPIKey, "", "Twilio API key SID (SK…), instead of the auth token"},
@@ -96,6 +97,8 @@ var variables = []variable{
 type Config struct {
 	RedisURL         string
 	RedisURLSet      bool // REDIS_URL given: never fall back to an embedded Redis
+	Redis            redisconn.Conn
+	Durability       redisconn.Durability // REDIS_WAIT_REPLICAS
 	Twilio           twilioapi.Config
 	HTTPAddr         string
 	APIToken         twilioapi.Secret
@@ -168,8 +171,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if !c.RedisURLSet {
 		c.RedisURL = RedisURLDefault
 	}
-	if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
-		bad("REDIS_URL", "must be a redis://, rediss:// or redis-sentinel:// URL")
+	var perr error
+	if c.Redis, perr = redisconn.Parse(c.RedisURL); perr != nil {
+		bad("REDIS_URL", "%v", perr)
+	}
+	if c.Durability.Replicas, perr = strconv.Atoi(get("REDIS_WAIT_REPLICAS")); perr != nil || c.Durability.Replicas < 0 || c.Durability.Replicas > 100 {
+		bad("REDIS_WAIT_REPLICAS", "must be a whole number from 0 to 100")
 	}
 
 	tw, err := twilioapi.ConfigFromEnv(env)

@@ -125,3 +125,16 @@ func connFor(ctx context.Context, rdb redis.UniversalClient, key string) (*redis
 	}
 	return nil, fmt.Errorf("REDIS_WAIT_REPLICAS needs a node, Sentinel or cluster client, not %T", rdb)
 }
+
+// ConfirmTask is Confirm for a task a producer has just enqueued to queue
+// (its asynq key asynq:{queue}:t:ID shares the queue's hash tag): call it
+// before acknowledging the task to whoever asked for it.
+func (d Durability) ConfirmTask(ctx context.Context, rdb redis.UniversalClient, queue, id string) error {
+	if !d.Enabled() {
+		return nil
+	}
+	if err := d.Confirm(ctx, rdb, queue, "asynq:{"+queue+"}:t:"+id); err != nil {
+		return fmt.Errorf("task %s: %w", id, err)
+	}
+	return nil
+}
