@@ -28,22 +28,22 @@ import (
 // Server holds what the handlers need. Fields left nil disable the routes
 // that need them.
 type Server struct {
-	Redis     redis.UniversalClient
+	Redis redis.UniversalClient
 	// Durability (REDIS_WAIT_REPLICAS) confirms each enqueue with the
 	// replicas before it is answered; zero: no confirmation.
 	Durability redisconn.Durability
-	Client    *asynq.Client
-	Inspector *asynq.Inspector
-	OptOuts   *optout.Store
-	Calls     *calls.Store
-	Tracker   *tasks.Tracker
-	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
-	Log       *commlog.Log // communications log: tasks queued here are recorded
-	Twilio    *twilioapi.Client
-	Rules     tasks.Rules
-	Registry  *prometheus.Registry
-	Metrics   *metrics.Metrics
-	Logger    *slog.Logger
+	Client     *asynq.Client
+	Inspector  *asynq.Inspector
+	OptOuts    *optout.Store
+	Calls      *calls.Store
+	Tracker    *tasks.Tracker
+	Booker     tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Log        *commlog.Log // communications log: tasks queued here are recorded
+	Twilio     *twilioapi.Client
+	Rules      tasks.Rules
+	Registry   *prometheus.Registry
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
 
 	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
 	AuthToken twilioapi.Secret

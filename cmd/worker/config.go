@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
