@@ -74,7 +74,7 @@ var variables = []variable{
 	{"TWILIO_MAX_CONCURRENT", strconv.Itoa(TwilioMaxConcurrentDefault), "requests to Twilio in flight at once from this worker"},
 	{"MAX_SEGMENTS", strconv.Itoa(tasks.MaxSegmentsDefault), "longer bodies are refused"},
 	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM; 00:00-00:00: off)"},
-	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:consent:sms)"},
+	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:{optout}:consent:sms)"},
 	{"HELP_TEXT", "", "reply to HELP/INFO on /twilio/inbound (default: a short notice with STOP/START instructions)"},
 	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
 	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
