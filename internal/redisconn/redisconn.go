@@ -58,14 +58,27 @@ type Conn struct {
 // the password.
 func Parse(raw string) (Conn, error) {
 	raw = strings.TrimSpace(raw)
-	u, err := url.Parse(raw)
+	// net/url takes one host:port; the host list is split off first.
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return Conn{}, fmt.Errorf("not a URL (must be %s)", Schemes)
+	}
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	userinfo, hostList := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hostList = authority[:i+1], authority[i+1:]
+	}
+	u, err := url.Parse(scheme + "://" + userinfo + "host" + tail)
 	if err != nil {
 		return Conn{}, fmt.Errorf("not a URL (must be %s)", Schemes)
 	}
 	c := Conn{url: raw}
 	user := u.User.Username()
 	pass, _ := u.User.Password()
-	hosts, err := splitHosts(u.Host)
+	hosts, err := splitHosts(hostList)
 	if err != nil {
 		return Conn{}, err
 	}
@@ -130,16 +143,26 @@ func splitHosts(h string) ([]string, error) {
 
 // Redacted returns the URL with its password hidden, for logs.
 func (c Conn) Redacted() string {
-	u, err := url.Parse(c.url)
-	if err != nil {
-		return "(unparsable URL)"
+	scheme, rest, _ := strings.Cut(c.url, "://")
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
 	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		user, _, hasPass := strings.Cut(authority[:i], ":")
+		if hasPass {
+			user += ":xxxxx"
+		}
+		authority = user + "@" + authority[i+1:]
 	}
-	return u.Redacted()
+	if q, query, ok := strings.Cut(tail, "?"); ok {
+		v, err := url.ParseQuery(query)
+		if err == nil && v.Has("password") {
+			v.Set("password", "xxxxx")
+			tail = q + "?" + v.Encode()
+		}
+	}
+	return scheme + "://" + authority + tail
 }
 
 // Client returns a new client; the caller closes it.
