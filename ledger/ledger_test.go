@@ -106,3 +106,28 @@ func TestAbandonKeepsAnEarlierUnknownAttempt(t *testing.T) {
 		t.Fatalf("entry %+v: the next attempt must still reconcile from attempt 1's start", e)
 	}
 }
+
+// A worker that finds entries of the layout before hash tags (tw:send:TASK,
+// tw:sid:SID) reads them: a task that sent before the upgrade does not send
+// again, and a SID another task claimed before it stays theirs.
+func TestLedgerReadsLegacyKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	rdb.HSet(ctx, "tw:send:old-1", "startedAt", time.Now().UnixNano(), "attempts", 1, "sid", "SMold")
+	rdb.Set(ctx, "tw:sid:SMtaken", "old-2", time.Hour)
+	l := ledger.New(rdb).ReadLegacy(true)
+	e, err := l.Get(ctx, "old-1", to)
+	if err != nil || !e.Sent() || e.SID != "SMold" {
+		t.Fatalf("legacy entry read as %+v, %v", e, err)
+	}
+	if rdb.Exists(ctx, "tw:send:old-1").Val() != 0 || rdb.HGet(ctx, "tw:send:{"+to+"}:old-1", "sid").Val() != "SMold" {
+		t.Error("the legacy entry was not moved to its tagged key")
+	}
+	if err := l.Commit(ctx, "new-1", to, "SMtaken"); !errors.Is(err, ledger.ErrClaimed) {
+		t.Errorf("commit of a SID claimed under the old key: %v, want ErrClaimed", err)
+	}
+	if e, _ := ledger.New(rdb).Get(ctx, "old-1", to); e.SID != "SMold" {
+		t.Errorf("without ReadLegacy the moved entry reads %+v", e)
+	}
+}
