@@ -50,7 +50,10 @@ Examples:
   enqueue campaign status incident-42
 
 Environment:
-  REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
+  REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0; also rediss://,
+                  redis-sentinel://h:p,…?master=M, redis-cluster://h:p,…, rediss-cluster://)
+  REDIS_WAIT_REPLICAS  replicas that must confirm a task before it is printed (default 0);
+                  unconfirmed: exit 1, retry with the same --id
   MAX_SEGMENTS    longest body in SMS segments (default 10)
   DEFAULT_REGION  region for national numbers such as (415) 555-1234, e.g. US (default: refuse them)
   RESULT_TTL      how long a task's result is kept (default 24h)
