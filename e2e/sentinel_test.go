@@ -3,7 +3,10 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +144,44 @@ func unfinishedSends(insp *asynq.Inspector) (int, error) {
 		}
 	}
 	return left, nil
+}
+
+// With REDIS_WAIT_REPLICAS=1 and no replica, nothing counts as done: enqueue
+// exits 1, the HTTP API answers 503, and a task queued without confirmation
+// is not sent (its ledger claim is not confirmed), retrying instead.
+func TestWaitReplicasUnconfirmedIsAnError(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil, "REDIS_WAIT_REPLICAS=1", "SENDER_RATE=100/s")
+	r := runEnqueue(t, append(s.env, "REDIS_WAIT_REPLICAS=1"), "sms", "--to", "+14155550191", "--body", "unconfirmed", "--id", "unconfirmed-1")
+	if r.code != 1 || !strings.Contains(r.stderr, "replicas") {
+		t.Fatalf("enqueue: exit %d, stderr %q; want 1 naming the replicas", r.code, r.stderr)
+	}
+	resp, err := http.Post("http://"+s.http+"/v1/actions", "application/json",
+		strings.NewReader(`{"action":"sendSMS","arguments":{"to":"+14155550192","body":"unconfirmed"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "REDIS_WAIT_REPLICAS") {
+		t.Fatalf("POST /v1/actions: %d %s; want 503 naming REDIS_WAIT_REPLICAS", resp.StatusCode, body)
+	}
+	// The task did reach Redis (only its confirmation failed); the worker
+	// must not send it while its own claim cannot be confirmed.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := runEnqueue(t, s.env, "status", "unconfirmed-1")
+		var got status
+		st.json(t, &got)
+		if strings.Contains(got.LastError, "replicas") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %+v: want a retry for the unconfirmed claim", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if msgs := simMessages(t, s.simURL); len(msgs) != 0 {
+		t.Fatalf("sent %d messages without a confirmed ledger claim", len(msgs))
+	}
 }

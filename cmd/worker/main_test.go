@@ -87,15 +87,17 @@ func TestLoadConfig(t *testing.T) {
 
 	env = map[string]string{"CONCURRENCY": "many", "MAX_SEGMENTS": "0", "POLL_INTERVAL": "1h", "TWILIO_AUTH_TOKEN": "s3cr3t$$",
 		"SENDER_RATE": "fast", "RECIPIENT_RATE": "10/d", "SENDER_RATES": "+18005550100", "CALL_RATE": "0/s",
-		"TWILIO_MAX_RPS": "0", "TWILIO_MAX_CONCURRENT": "lots"}
+		"TWILIO_MAX_RPS": "0", "TWILIO_MAX_CONCURRENT": "lots", "REDIS_WAIT_REPLICAS": "-1",
+		"REDIS_URL": "redis-cluster://:pw0rd@a:1,,b:2"}
 	_, err = loadConfig(nil, func(k string) string { return env[k] }, &stderr)
 	for _, name := range []string{"CONCURRENCY", "MAX_SEGMENTS", "POLL_INTERVAL", "TWILIO_ACCOUNT_SID",
-		"SENDER_RATE", "RECIPIENT_RATE", "SENDER_RATES", "CALL_RATE", "TWILIO_MAX_RPS", "TWILIO_MAX_CONCURRENT"} {
+		"SENDER_RATE", "RECIPIENT_RATE", "SENDER_RATES", "CALL_RATE", "TWILIO_MAX_RPS", "TWILIO_MAX_CONCURRENT",
+		"REDIS_WAIT_REPLICAS", "REDIS_URL"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v does not name %s", err, name)
 		}
 	}
-	if strings.Contains(err.Error(), "s3cr3t") {
+	if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "pw0rd") {
 		t.Fatal("the error shows a secret")
 	}
 }
