@@ -25,7 +25,7 @@ import (
 // producer would.
 func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 	t.Parallel()
-	const n = 60
+	const n = 40 // each `enqueue sms` takes about a second under the race detector
 	set := redistest.StartSentinel(t)
 	simAddr := freeAddr(t)
 	start(t, nil, bin.twiliosim, "--addr", simAddr, "--delivery-delay", "10ms", "--latency", "20ms-80ms")
@@ -40,6 +40,7 @@ func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 		waitHTTP(t, "http://"+addr+"/healthz")
 	}
 	to := func(i int) string { return fmt.Sprintf("+1415556%04d", i) }
+	began := time.Now()
 
 	var mu sync.Mutex
 	acked := map[string]bool{}
@@ -72,6 +73,7 @@ func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 		t.Logf("failover %d: master now %s", k, set.Master(t).Addr)
 	}
 	<-enqueued
+	t.Logf("all %d enqueued after %v", n, time.Since(began).Round(time.Millisecond))
 
 	// Wait until no send task is left to run, then count.
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: []string{set.Sentinel.Addr}})
@@ -88,6 +90,7 @@ func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("all sent after %v", time.Since(began).Round(time.Millisecond))
 	by := map[string]int{}
 	for _, m := range simMessages(t, simURL) {
 		by[m.To]++
