@@ -170,7 +170,9 @@ func (s *Sentinel) Failover(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	began := time.Now()
-	defer func() { t.Logf("redistest: failover %s → %s took %v", old.Addr, next.Addr, time.Since(began).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("redistest: failover %s → %s took %v", old.Addr, next.Addr, time.Since(began).Round(time.Millisecond))
+	}()
 	func() {
 		conn := redis.NewClient(&redis.Options{Addr: old.Addr, PoolSize: 1})
 		defer conn.Close()
