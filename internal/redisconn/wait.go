@@ -69,20 +69,30 @@ func (d Durability) Confirm(ctx context.Context, rdb redis.UniversalClient, tag,
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Set(ctx, marker, time.Now().UnixNano(), time.Minute).Err(); err != nil {
+	// One round trip: the marker, WAIT for it, and the check, in order on
+	// this connection.
+	var wait *redis.Cmd
+	var exists *redis.IntCmd
+	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, marker, time.Now().UnixNano(), time.Minute)
+		wait = p.Do(ctx, "wait", d.Replicas, d.timeout().Milliseconds())
+		if mustExist != "" {
+			exists = p.Exists(ctx, mustExist)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("confirm with the replicas: %w", err)
 	}
-	if err := d.check(conn.Wait(ctx, d.Replicas, d.timeout())); err != nil {
-		return err
+	n, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("WAIT %d: %w", d.Replicas, err)
 	}
-	if mustExist != "" {
-		n, err := conn.Exists(ctx, mustExist).Result()
-		if err != nil {
-			return fmt.Errorf("confirm with the replicas: %w", err)
-		}
-		if n == 0 {
-			return fmt.Errorf("the write is not on the current master (a failover discarded it): %w", ErrNotReplicated)
-		}
+	if int(n) < d.Replicas {
+		return fmt.Errorf("%d of %d replicas confirmed the write: %w", n, d.Replicas, ErrNotReplicated)
+	}
+	if exists != nil && exists.Val() == 0 {
+		return fmt.Errorf("the write is not on the current master (a failover discarded it): %w", ErrNotReplicated)
 	}
 	return nil
 }
