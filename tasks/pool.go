@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
@@ -57,22 +59,38 @@ func (h *SMSHandler) recordedSender(ctx context.Context, id string) (keep, recor
 	return "", e.From, nil // its number left rotation before the send: choose again
 }
 
-// chooseSender chooses the pool number for the task once its booked slot
-// has come (so that the choice sees the numbers as they are then) and
-// records it in the ledger, so a retry or a re-run keeps it.
+// chooseSender chooses the pool number for the task once its slot under
+// the pool's summed rate has come, so that choices are spaced out in time
+// and each sees the numbers as the ones before it left them, and records it
+// in the ledger, so a retry or a re-run keeps it. A task that was queued
+// without a booking books its slot here first (PoolBooker); a critical
+// message chooses at once.
 func (h *SMSHandler) chooseSender(ctx context.Context, log *slog.Logger, id, recorded string, p SMSPayload) (string, error) {
+	at, held := time.Time{}, false
 	if hl, ok := h.Limiter.(holder); ok {
-		at, held, err := hl.HoldAt(ctx, id)
+		var err error
+		if at, held, err = hl.HoldAt(ctx, id); err != nil {
+			return "", fmt.Errorf("check rate limits: %w", err)
+		}
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	if !held && h.PoolBooker != nil && queue != QueueCritical && id != "" {
+		d, err := h.PoolBooker.BookSMS(ctx, limitMessage(id, queue, p))
 		if err != nil {
 			return "", fmt.Errorf("check rate limits: %w", err)
 		}
-		if held {
-			if wait := time.Until(at); wait > ratelimit.MaxSleepDefault {
-				return "", &ratelimit.DeferError{Until: at, Reason: "waiting for the slot booked for this task"}
-			}
-			if err := sleepUntil(ctx, at); err != nil {
-				return "", err
-			}
+		if d.Late {
+			h.Metrics.Skipped("expired")
+			return "", archive("expired: %s has no slot before %s", d.Reason(), p.ExpiresAt.Format(time.RFC3339))
+		}
+		at, held = d.At, true
+	}
+	if held {
+		if wait := time.Until(at); wait > ratelimit.MaxSleepDefault {
+			return "", &ratelimit.DeferError{Until: at, Reason: "waiting for the slot booked for this task under the sender pool's rate"}
+		}
+		if err := sleepUntil(ctx, at); err != nil {
+			return "", err
 		}
 	}
 	from, err := h.Pool.Choose(ctx, p.To)

@@ -64,6 +64,10 @@ type SMSHandler struct {
 	// Pool, when set, chooses the sender of messages that name none
 	// (SENDER_POOL; pool.go).
 	Pool SenderPool
+	// PoolBooker books a pooled message that was queued without a booking
+	// (a campaign's) against the pool's summed rate before its sender is
+	// chosen: pool.WithPool(limiter, pool).
+	PoolBooker Booker
 }
 
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
