@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 )
 
@@ -120,14 +119,14 @@ func (p *Pool) Group(ctx context.Context, to string) (Group, error) {
 	if err != nil {
 		return Group{}, err
 	}
-	region := phone.Number(to).Region()
+	region := Country(to)
 	var all, country []string
 	for _, n := range p.cfg.Numbers {
 		if _, gone := out[n]; gone {
 			continue
 		}
 		all = append(all, n)
-		if phone.Number(n).Region() == region {
+		if Country(n) == region {
 			country = append(country, n)
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/phone"
@@ -266,10 +267,10 @@ func (p *Pool) Choose(ctx context.Context, to string) (string, error) {
 	if s := sticky.Val(); s != "" && slices.Contains(cands, s) {
 		return s, nil
 	}
-	region := phone.Number(to).Region()
+	region := Country(to)
 	var country []string
 	for _, n := range cands {
-		if phone.Number(n).Region() == region {
+		if Country(n) == region {
 			country = append(country, n)
 		}
 	}
@@ -310,6 +311,24 @@ func soonest(ns []string, at []time.Time, keep func(string) bool) int {
 		}
 	}
 	return best
+}
+
+// Country is the country a number belongs to for choosing a sender: for
+// NANP numbers the region (US, CA, …: one calling code, many countries),
+// for the others the main region of the calling code (GB for +44, Guernsey
+// and Jersey mobiles too); "" when n does not parse.
+func Country(n string) string {
+	num, err := phonenumbers.Parse(n, "")
+	if err != nil {
+		return ""
+	}
+	if num.GetCountryCode() == 1 {
+		return phone.Number(n).Region()
+	}
+	if r := phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode())); r != phonenumbers.UNKNOWN_REGION {
+		return r
+	}
+	return ""
 }
 
 // nanpArea is the area code of a +1 number.
