@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +66,7 @@ const (
 // Slots is the rate limiter as the pool needs it. *ratelimit.Limiter is one.
 type Slots interface {
 	NextSlots(ctx context.Context, senders []string) ([]time.Time, error)
+	Pick(ctx context.Context, senders []string, preferred []bool, slack time.Duration) (int, time.Time, error)
 	SenderRate(from string) ratelimit.Rate
 }
 
@@ -277,40 +277,18 @@ func (p *Pool) Choose(ctx context.Context, to string) (string, error) {
 	if len(country) == 0 {
 		country = cands // least loaded of all
 	}
-	at, err := p.slots.NextSlots(ctx, country)
+	prefer := make([]bool, len(country))
+	if area, ok := nanpArea(to); ok {
+		for i, n := range country {
+			a, _ := nanpArea(n)
+			prefer[i] = a == area
+		}
+	}
+	i, _, err := p.slots.Pick(ctx, country, prefer, p.cfg.AreaSlack)
 	if err != nil {
 		return "", fmt.Errorf("choose a sender: %w", err)
 	}
-	best := soonest(country, at, func(string) bool { return true })
-	if area, ok := nanpArea(to); ok {
-		if a := soonest(country, at, func(n string) bool { aa, _ := nanpArea(n); return aa == area }); a >= 0 &&
-			!at[a].After(at[best].Add(p.cfg.AreaSlack)) {
-			best = a
-		}
-	}
-	return country[best], nil
-}
-
-// soonest is the index of the number with the earliest slot among those keep
-// accepts (-1: none); ties are broken at random so that workers choosing at
-// the same moment spread over the numbers.
-func soonest(ns []string, at []time.Time, keep func(string) bool) int {
-	best, ties := -1, 0
-	for i, n := range ns {
-		if !keep(n) {
-			continue
-		}
-		switch {
-		case best < 0 || at[i].Before(at[best]):
-			best, ties = i, 1
-		case at[i].Equal(at[best]):
-			ties++
-			if rand.IntN(ties) == 0 {
-				best = i
-			}
-		}
-	}
-	return best
+	return country[i], nil
 }
 
 // Country is the country a number belongs to for choosing a sender: for
