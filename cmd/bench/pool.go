@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -101,6 +102,22 @@ func senderPool(ctx context.Context, e *env) (result, error) {
 		busiest = max(busiest, maxInWindow(byFrom[n], time.Second))
 		least, most = min(least, len(byFrom[n])), max(most, len(byFrom[n]))
 	}
+	// The workers' own record of each request's start ("sending" in the
+	// communications log, written once the limiter let the message go):
+	// this is the limit as the workers kept it, before delivery jitter.
+	started := map[string][]time.Time{}
+	if _, err := commlog.New(rdb, commlog.Config{}).Read(ctx, commlog.Filter{}, func(en commlog.Entry) error {
+		if en.Event == commlog.Sending {
+			started[en.From] = append(started[en.From], en.At)
+		}
+		return nil
+	}); err != nil {
+		return result{}, fmt.Errorf("read the communications log: %w", err)
+	}
+	busiestStart := 0
+	for _, n := range nums {
+		busiestStart = max(busiestStart, maxInWindow(started[n], time.Second))
+	}
 	var runs, sent float64
 	for wait := time.Now().Add(5 * time.Second); ; {
 		runs, sent = 0, 0
@@ -122,7 +139,8 @@ func senderPool(ctx context.Context, e *env) (result, error) {
 	return result{Figures: []figure{
 		{Name: "messages sent", Value: float64(len(at))},
 		ratioAtLeast(figure{Name: "achieved vs the pool's summed rate", Value: achievedRate(at), Unit: "msg/s"}, agg, 0.95),
-		held(figure{Name: "busiest number-second", Value: float64(busiest), Target: fmt.Sprintf("≤ %d (N + burst)", poolRate+1)}, busiest <= poolRate+1),
+		held(figure{Name: "busiest number-second at the simulator", Value: float64(busiest), Target: fmt.Sprintf("≤ %d (N + burst)", poolRate+1)}, busiest <= poolRate+1),
+		held(figure{Name: "busiest number-second of request starts", Value: float64(busiestStart), Target: fmt.Sprintf("≤ %d (N + burst)", poolRate+1)}, busiestStart <= poolRate+1),
 		{Name: "fewest / most messages of one number", Value: float64(least), Unit: fmt.Sprintf("/ %d", most)},
 		held(figure{Name: "handler runs per message sent", Value: perMsg, Target: "≤ 1.2"}, perMsg <= 1.2 && sent > 0),
 	}, Note: fmt.Sprintf("enqueue of %d took %s (booking against the pool's 100/s)", poolN, queued.Round(time.Millisecond))}, nil
