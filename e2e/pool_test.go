@@ -107,8 +107,14 @@ func TestSenderPoolSpreadsAndSticks(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("enqueue sms: exit %d: %s", r.code, r.stderr)
 	}
+	// A 2FA code queued while the campaign drains goes ahead of it.
+	const codeTo = "+14155559999"
+	r = runEnqueue(t, s.env, "sms", "--to", codeTo, "--body", "Your code is 123456", "--queue", "critical", "--valid-for", "5m")
+	if r.code != 0 {
+		t.Fatalf("enqueue sms: exit %d: %s", r.code, r.stderr)
+	}
 	// 80 messages at 8/s take 10 s; a slow machine gets generous room.
-	msgs := waitMessages(t, s.simURL, n+1, 120*time.Second)
+	msgs := waitMessages(t, s.simURL, n+2, 120*time.Second)
 
 	byFrom := map[string][]time.Time{}
 	firstFrom := map[string]string{}
@@ -122,10 +128,13 @@ func TestSenderPoolSpreadsAndSticks(t *testing.T) {
 	if got := firstFrom[ukTo]; got != uk {
 		t.Errorf("the UK recipient got %s; want the UK number %s", got, uk)
 	}
-	var first, last time.Time
+	var first, last, code time.Time
 	for _, m := range msgs {
 		if m.To == ukTo {
 			continue
+		}
+		if m.To == codeTo {
+			code = m.CreatedAt
 		}
 		if !slices.Contains(us, m.From) {
 			t.Errorf("a US recipient got %s, not one of the US numbers", m.From)
@@ -152,6 +161,9 @@ func TestSenderPoolSpreadsAndSticks(t *testing.T) {
 			t.Errorf("%s: %d messages in one second; its limit is 2/s", num, most)
 		}
 	}
+	if !code.Before(last) {
+		t.Errorf("the 2FA code went at %v, after the campaign's last message at %v", code, last)
+	}
 	t.Logf("campaign: %d messages in %v (%.1f/s; the pool's US numbers sum to 8/s)", n, last.Sub(first).Round(time.Millisecond),
 		float64(n-1)/last.Sub(first).Seconds())
 
@@ -161,7 +173,7 @@ func TestSenderPoolSpreadsAndSticks(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("enqueue sms: exit %d: %s", r.code, r.stderr)
 	}
-	msgs = waitMessages(t, s.simURL, n+2, 60*time.Second)
+	msgs = waitMessages(t, s.simURL, n+3, 60*time.Second)
 	follow := msgs[len(msgs)-1]
 	if follow.To != to || follow.From != firstFrom[to] {
 		t.Errorf("follow-up to %s came from %s; its first message came from %s", follow.To, follow.From, firstFrom[to])
