@@ -46,6 +46,9 @@ func cmdPool(args []string, e env) error {
 	defer rdb.Close()
 	ctx := context.Background()
 	l, err := ratelimit.Load(ctx, rdb, ratelimit.Config{})
+	if errors.Is(err, ratelimit.ErrNoConfig) {
+		return badInput("no sender pool: %v", err)
+	}
 	if err != nil {
 		return err
 	}
