@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -287,14 +288,14 @@ func TestWithPoolBooksAgainstTheSummedRate(t *testing.T) {
 	start := f.clock.Now()
 	// four US numbers at 2/s: 8/s, a slot every 125 ms
 	for i := range 8 {
-		at := book("us-"+string(rune('a'+i)), "+1303555100"+string(rune('0'+i)), "")
+		at := book(fmt.Sprint("us-", i), fmt.Sprintf("+130355510%02d", i), "")
 		if want := start.Add(time.Duration(i) * 125 * time.Millisecond); !at.Equal(want) {
 			t.Errorf("US message %d booked at +%v; want +%v", i, at.Sub(start), want.Sub(start))
 		}
 	}
 	// the UK group is one number at 2/s
 	for i := range 2 {
-		at := book("uk-"+string(rune('a'+i)), "+44791112345"+string(rune('0'+i)), "")
+		at := book(fmt.Sprint("uk-", i), fmt.Sprintf("+4479111234%02d", i), "")
 		if want := start.Add(time.Duration(i) * 500 * time.Millisecond); !at.Equal(want) {
 			t.Errorf("UK message %d booked at +%v; want +%v", i, at.Sub(start), want.Sub(start))
 		}
@@ -334,5 +335,53 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := pool.Load(bg, redistest.Start(t).Client(t), nil); !errors.Is(err, pool.ErrNoPool) {
 		t.Errorf("Load without a published pool: %v; want ErrNoPool", err)
+	}
+}
+
+// The whole path at the limiter, on an injected clock: booked against the
+// pool's summed rate, chosen at the slot, admitted on the chosen number.
+// The pool sends at the sum and every number keeps its own limit.
+func TestPooledScheduleKeepsEachNumbersLimit(t *testing.T) {
+	t.Parallel()
+	nums := []string{dc, ny, "+13125550104", "+16175550105"}
+	f := newFixture(t, nums...)
+	b := pool.WithPool(f.lim, f.pool)
+	const n = 40
+	start := f.clock.Now()
+	slots := make([]time.Time, n)
+	for i := range n {
+		d, err := b.BookSMS(bg, ratelimit.Message{TaskID: fmt.Sprint("t", i), To: fmt.Sprintf("+1303555%04d", i), Segments: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots[i] = d.At
+	}
+	sent := map[string][]time.Time{}
+	for i := range n {
+		f.clock.Add(slots[i].Sub(f.clock.Now())) // the task wakes at its slot
+		from := f.choose(t, "+13035550000")
+		d, err := f.lim.AdmitSMS(bg, ratelimit.Message{TaskID: fmt.Sprint("t", i), From: from, To: fmt.Sprintf("+1303555%04d", i), Segments: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Go {
+			t.Fatalf("message %d on %s: %+v; want it admitted at its slot", i, from, d)
+		}
+		sent[from] = append(sent[from], d.At)
+	}
+	for _, num := range nums {
+		at := sent[num]
+		if len(at) != n/len(nums) {
+			t.Errorf("%s sent %d of %d", num, len(at), n)
+		}
+		for k := 1; k < len(at); k++ {
+			if gap := at[k].Sub(at[k-1]); gap < 500*time.Millisecond {
+				t.Errorf("%s: sends %v apart; its limit is 2/s", num, gap)
+			}
+		}
+	}
+	// 40 at 8/s: the last slot 39 × 125 ms after the first
+	if last := slots[n-1].Sub(start); last != 39*125*time.Millisecond {
+		t.Errorf("last slot at +%v; want +4.875s (8/s)", last)
 	}
 }
