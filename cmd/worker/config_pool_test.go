@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/pool"
 )
 
@@ -57,5 +60,31 @@ func TestPoolConfig(t *testing.T) {
 				t.Fatalf("error repeats the input: %v", err)
 			}
 		})
+	}
+}
+
+// SERVICE_RATE is the limit of messages that name no sender when a
+// Messaging Service picks the number.
+func TestServiceRateLimitsTheService(t *testing.T) {
+	const mg = "MG00000000000000000000000000000000"
+	c, err := loadConfig(nil, func(k string) string {
+		return map[string]string{"SERVICE_RATE": "30/s", "TWILIO_MESSAGING_SERVICE_SID": mg, "SENDER_RATES": "+18005550100=3/s"}[k]
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redistest.Start(t).Client(t)
+	l, err := newLimiter(context.Background(), rdb, c, c.Twilio, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := l.SenderRate(""); r.String() != "30/s" {
+		t.Errorf("messages without a sender limited at %s; want SERVICE_RATE 30/s", r)
+	}
+	if r := l.SenderRate("+18005550100"); r.String() != "3/s" {
+		t.Errorf("override lost: %s", r)
+	}
+	if len(c.SenderRates) != 1 {
+		t.Errorf("SERVICE_RATE changed the configured overrides: %v", c.SenderRates)
 	}
 }
