@@ -126,7 +126,7 @@ func (p *Pool) Group(ctx context.Context, to string) (Group, error) {
 			continue
 		}
 		all = append(all, n)
-		if Country(n) == region {
+		if p.countries[n] == region {
 			country = append(country, n)
 		}
 	}

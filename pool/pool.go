@@ -142,9 +142,10 @@ func Parse(s, region string) ([]string, error) {
 
 // Pool is a set of sender numbers in Redis.
 type Pool struct {
-	rdb   redis.UniversalClient
-	slots Slots
-	cfg   Config
+	rdb       redis.UniversalClient
+	slots     Slots
+	cfg       Config
+	countries map[string]string // number → Country, worked out once
 
 	mu       sync.Mutex
 	outCache map[string]Out
@@ -153,7 +154,11 @@ type Pool struct {
 
 // New returns the pool of cfg.Numbers, whose rates and slots come from slots.
 func New(rdb redis.UniversalClient, slots Slots, cfg Config) *Pool {
-	return &Pool{rdb: rdb, slots: slots, cfg: cfg.WithDefaults()}
+	p := &Pool{rdb: rdb, slots: slots, cfg: cfg.WithDefaults(), countries: map[string]string{}}
+	for _, n := range p.cfg.Numbers {
+		p.countries[n] = Country(n)
+	}
+	return p
 }
 
 // Numbers returns the pool's numbers in their configured order.
@@ -270,7 +275,7 @@ func (p *Pool) Choose(ctx context.Context, to string) (string, error) {
 	region := Country(to)
 	var country []string
 	for _, n := range cands {
-		if Country(n) == region {
+		if p.countries[n] == region {
 			country = append(country, n)
 		}
 	}

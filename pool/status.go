@@ -37,7 +37,7 @@ func (p *Pool) Status(ctx context.Context) (Status, error) {
 	}
 	st := Status{StickyFor: p.cfg.StickyFor.String(), Cooldown: p.cfg.Cooldown.String(), Numbers: []NumberStatus{}}
 	for i, n := range p.cfg.Numbers {
-		ns := NumberStatus{Number: n, Country: Country(n), NextSlot: at[i].UTC(), InRotation: true}
+		ns := NumberStatus{Number: n, Country: p.countries[n], NextSlot: at[i].UTC(), InRotation: true}
 		if r := p.slots.SenderRate(n); r.N > 0 {
 			ns.Rate = r.String()
 		} else {
