@@ -294,6 +294,9 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.CallSID == "" {
 		return archive("invalid payload: want {\"callSid\":\"CA…\"}")
 	}
+	if err := p.Validate(); err != nil {
+		return archive("invalid payload: %v", err)
+	}
 	log := logger(h.Logger).With("sid", p.CallSID)
 
 	rec, err := h.Records.Get(ctx, p.CallSID)
@@ -382,6 +385,9 @@ type CallFetcher interface {
 // LookupCall answers getCallStatus: from the record, asking Twilio (when
 // fetcher is not nil) if the record is missing or the call has not ended.
 func LookupCall(ctx context.Context, records *calls.Store, fetcher CallFetcher, sid string) (CallState, error) {
+	if err := twilioapi.CheckCallSID("callSid", sid); err != nil {
+		return CallState{}, &FieldError{Field: "callSid", Problem: "must be a call SID: CA followed by 32 lowercase hexadecimal digits", Err: err}
+	}
 	rec, err := records.Get(ctx, sid)
 	if err != nil && !errors.Is(err, calls.ErrNotFound) {
 		return CallState{}, err

@@ -107,6 +107,9 @@ func (tr *Tracker) process(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.MessageSID == "" {
 		return archive("invalid payload: want {\"messageSid\":\"SM…\"}")
 	}
+	if err := twilioapi.CheckMessageSID("messageSid", p.MessageSID); err != nil {
+		return archive("invalid payload: %v", err)
+	}
 	log := logger(tr.Logger).With("sid", p.MessageSID)
 	rec, err := tr.Store.Get(ctx, p.MessageSID)
 	if errors.Is(err, delivery.ErrNotFound) {

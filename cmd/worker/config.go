@@ -92,6 +92,88 @@ var variables = []variable{
 	{"LOG_FORMAT", "text", "text or json"},
 }
 
+// secretVariables are shown by --help only as set or not, never their value
+// (flag defaults come from the environment). Besides these, every variable
+// whose name ends in _TOKEN, _SECRET, _PASSWORD or _API_KEY is secret, and a
+// URL's password is never shown (REDIS_URL's redis://:password@host).
+var secretVariables = map[string]bool{
+	"API_TOKEN": true, twilioapi.EnvAuthToken: true, twilioapi.EnvAPISecret: true, "DASHBOARD_PASSWORD": true,
+}
+
+// Secret reports whether the variable name holds a secret (see
+// secretVariables).
+func secretVariable(name string) bool {
+	if secretVariables[name] {
+		return true
+	}
+	for _, suffix := range []string{"_TOKEN", "_SECRET", "_PASSWORD", "_API_KEY", "_HMAC_KEY"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// shownValue is what --help may show of a variable's value: nothing for a
+// secret, a URL without its password, else the value.
+func shownValue(name, val string) string {
+	if val == "" {
+		return ""
+	}
+	if secretVariable(name) {
+		return ""
+	}
+	if u, err := url.Parse(val); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return val
+}
+
+// printSettings lists the flags for --help: each with its variable and the
+// value it has now (from the environment or the default), secrets only as
+// set or not.
+func printSettings(w io.Writer, getenv func(string) string) {
+	for _, v := range variables {
+		val := v.def
+		if env := getenv(v.name); env != "" {
+			val = env
+		}
+		fmt.Fprintf(w, "  --%s string\n    \t%s ($%s)", flagName(v.name), v.help, v.name)
+		switch shown := shownValue(v.name, val); {
+		case val == "":
+		case shown == "":
+			fmt.Fprint(w, " (set in the environment; value not shown)")
+		case shown != val:
+			fmt.Fprintf(w, " (set in the environment, password not shown: %q)", shown)
+		case val == v.def:
+			fmt.Fprintf(w, " (default %q)", val)
+		default:
+			fmt.Fprintf(w, " (from the environment: %q)", val)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// setting is one variable's value as a flag.Value: String (what --help prints
+// as the default) gives only shownValue of it.
+type setting struct {
+	val, shown string
+}
+
+func (s *setting) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.shown
+}
+
+func (s *setting) Set(v string) error {
+	s.val, s.shown = v, ""
+	return nil
+}
+
 // Config is the worker's validated configuration.
 type Config struct {
 	RedisURL         string
@@ -137,15 +219,17 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			"Every setting is an environment variable and a flag of the same name in kebab-case\n"+
 			"(REDIS_URL is --redis-url); a flag wins. With no Twilio credentials the worker runs\n"+
 			"in local mode against its built-in simulator.\n\n")
-		fs.PrintDefaults()
+		printSettings(stderr, getenv)
 	}
-	values := map[string]*string{}
+	values := map[string]*setting{}
 	for _, v := range variables {
-		val := v.def
+		s := &setting{val: v.def}
 		if env := getenv(v.name); env != "" {
-			val = env
+			s.val = env
 		}
-		values[v.name] = fs.String(flagName(v.name), val, v.help+" ($"+v.name+")")
+		s.shown = shownValue(v.name, s.val)
+		fs.Var(s, flagName(v.name), v.help+" ($"+v.name+")")
+		values[v.name] = s
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -153,7 +237,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q; settings are flags such as --redis-url", fs.Arg(0))
 	}
-	get := func(name string) string { return strings.TrimSpace(*values[name]) }
+	get := func(name string) string { return strings.TrimSpace(values[name].val) }
 	env := func(name string) string { return get(name) }
 
 	var errs []error

@@ -125,7 +125,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
 	}
-	mux := asynq.NewServeMux()
+	mux := tasks.NewMux() // exact types: asynq's ServeMux would run look-alikes such as sms:sendx
+	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
