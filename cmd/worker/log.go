@@ -30,7 +30,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // themselves (phone.Number, twilioapi.Secret) are resolved first.
 type maskingHandler struct{ next slog.Handler }
 
-func (m maskingHandler) Enabled(ctx context.Context, l slog.Level) bool { return m.next.Enabled(ctx, l) }
+func (m maskingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return m.next.Enabled(ctx, l)
+}
 
 func (m maskingHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, redact.Text(r.Message), r.PC)
@@ -49,7 +51,9 @@ func (m maskingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return maskingHandler{m.next.WithAttrs(masked)}
 }
 
-func (m maskingHandler) WithGroup(name string) slog.Handler { return maskingHandler{m.next.WithGroup(name)} }
+func (m maskingHandler) WithGroup(name string) slog.Handler {
+	return maskingHandler{m.next.WithGroup(name)}
+}
 
 func maskAttr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
