@@ -86,6 +86,7 @@ var variables = []variable{
 	{"REDELIVER_MAX", strconv.Itoa(delivery.RedeliverMaxDefault), "resends after a transient carrier failure (30001, 30003, 30008)"},
 	{"REDELIVER_BACKOFF", tasks.RedeliverBackoffDefault.String(), "wait before the first resend; doubled for each next one"},
 	{"LOG_RETENTION", "720h", "how long the communications log (tw:log) keeps entries"},
+	{"LOG_MAX_ENTRIES", strconv.Itoa(commlog.MaxEntriesDefault), "the communications log keeps about this many entries at most (the oldest go first)"},
 	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
 	{"PPROF_ADDR", "", "serve Go's /debug/pprof/ on this address (loopback only), for profiling; unset: off"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -197,6 +198,7 @@ type Config struct {
 	RedeliverMax     int
 	RedeliverBackoff time.Duration
 	LogRetention     time.Duration
+	LogMaxEntries    int64
 	LogBodies        bool
 	PollInterval     time.Duration
 	ShutdownTimeout  time.Duration
@@ -357,6 +359,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	c.RedeliverBackoff = dur("REDELIVER_BACKOFF", time.Second, 24*time.Hour)
 	c.LogRetention = dur("LOG_RETENTION", time.Hour, 10*365*24*time.Hour)
+	if c.LogMaxEntries, err = strconv.ParseInt(strings.ReplaceAll(get("LOG_MAX_ENTRIES"), "_", ""), 10, 64); err != nil || c.LogMaxEntries < 1000 || c.LogMaxEntries > 1_000_000_000 {
+		bad("LOG_MAX_ENTRIES", "must be a whole number from 1000 to 1000000000")
+	}
 	if c.LogBodies, err = commlog.ParseBodies(get("LOG_BODIES")); err != nil {
 		bad("LOG_BODIES", "%v", err)
 	}

@@ -113,7 +113,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
+	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, MaxEntries: cfg.LogMaxEntries, KeepBodies: cfg.LogBodies})
+	metrics.ObserveLogEntries(reg, func() (int64, error) {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return commLog.Len(lctx)
+	})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
