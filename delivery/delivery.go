@@ -80,6 +80,10 @@ func (s *Store) Track(ctx context.Context, r Record) error {
 		p.HSetNX(ctx, k, "status", r.Status)
 		p.HSetNX(ctx, k, "rank", rank[r.Status])
 		p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		if r.ErrorCode != 0 {
+			// A recovered message may already be final: keep why.
+			p.HSetNX(ctx, k, "errorCode", r.ErrorCode)
+		}
 		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt,
 			"queue", r.Queue, "payload", r.Payload)
 		p.Expire(ctx, k, TTL)

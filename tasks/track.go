@@ -71,7 +71,7 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 	}
 	payload, _ := json.Marshal(p)
 	rec := delivery.Record{SID: msg.SID, TaskID: taskID, To: p.To, Campaign: p.Campaign, Attempt: p.Redelivery,
-		Queue: queue, Payload: payload, Status: msg.Status}
+		Queue: queue, Payload: payload, Status: msg.Status, ErrorCode: msg.ErrorCode}
 	if err := tr.Store.Track(ctx, rec); err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 }
 
 func (tr *Tracker) logEntry(ctx context.Context, log *slog.Logger, e commlog.Entry) {
-	if err := tr.Log.Append(ctx, e); err != nil {
+	if err := appendDetached(ctx, tr.Log, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }
