@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -32,6 +33,7 @@ type Server struct {
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store
 	Calls     *calls.Store
+	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
 	Log       *commlog.Log // communications log: tasks queued here are recorded

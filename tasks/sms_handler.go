@@ -150,7 +150,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
-	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
+	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: StatusCallbackFor(h.StatusCallback, id)}
 	if p.ExpiresAt != nil {
 		params.ValidityPeriod = p.ExpiresAt.Sub(now)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,26 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 		return fmt.Errorf("schedule delivery tracking: %w", err)
 	}
 	return nil
+}
+
+// CallbackTaskParam is the query parameter of a status callback URL that
+// names the task which sent the message or placed the call.
+const CallbackTaskParam = "task"
+
+// StatusCallbackFor is the status callback URL for a task's message or
+// call: base (PUBLIC_URL + "/twilio/status") naming the task, so a callback
+// that arrives before its record exists can be told to be ours (the task's
+// send ledger shows the attempt) from one for a SID we never sent. Twilio
+// signs the whole URL, so the task cannot be forged. Empty base: none.
+func StatusCallbackFor(base, taskID string) string {
+	if base == "" || taskID == "" {
+		return base
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + CallbackTaskParam + "=" + url.QueryEscape(taskID)
 }
 
 func queueOr(q string) string {

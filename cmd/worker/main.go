@@ -169,7 +169,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Booker: limiter, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
