@@ -12,11 +12,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -815,4 +817,77 @@ func waitSimMessages(t *testing.T, simURL, to string, n int, within time.Duratio
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestFaultDroppedCallsKeepWhatHappened: every call's create answer is
+// dropped, so each call is recovered by reconciliation, typically after it
+// already ended, and its status callbacks arrive before its record exists.
+// Polling is pushed out of the way (CALL_POLL_FIRST=30m): the record must
+// come out of the recovery and the early callbacks alone with its final
+// status, duration, start and end, and every call must count once in
+// calls_total. On main they were recorded with duration 0 and no times, the
+// early callbacks were dropped and calls_total stayed 0.
+func TestFaultDroppedCallsKeepWhatHappened(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	s := newStackAt(t, addr, []string{"--drop-rate", "1", "--call-ring", "10ms", "--call-duration", "300ms"},
+		"PUBLIC_URL=http://"+addr, "CALL_POLL_FIRST=30m", "CALL_POLL_MAX=30m")
+	const n = 5
+	var taskIDs []string
+	for i := range n {
+		r := runEnqueue(t, s.env, "call", "--to", fmt.Sprintf("+1415555%04d", 9100+i), "--say", "recovered call")
+		if r.code != 0 {
+			t.Fatalf("enqueue call: exit %d %s", r.code, r.stderr)
+		}
+		var out struct{ TaskID string }
+		r.json(t, &out)
+		taskIDs = append(taskIDs, out.TaskID)
+	}
+	for _, id := range taskIDs {
+		st := waitStatusWithin(t, s.env, id, 90)
+		var res struct{ CallSid string }
+		_ = json.Unmarshal(st.Result, &res)
+		if st.State != "completed" || res.CallSid == "" || st.Retried < 1 {
+			t.Fatalf("call task %+v; want completed after a re-run that reconciled", st)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var cs callStatus
+			runEnqueue(t, s.env, "call-status", res.CallSid).json(t, &cs)
+			if cs.Status == "completed" && cs.Duration > 0 && cs.StartTime != "" && cs.EndTime != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("call %s recorded as %+v; want completed with duration, startTime and endTime", res.CallSid, cs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(simCalls(t, s.simURL)) != n {
+		t.Fatalf("%d calls placed, want %d", len(simCalls(t, s.simURL)), n)
+	}
+	if got := metricValue(t, "http://"+addr+"/metrics", `twilioworker_calls_total{status="completed"}`); got != n {
+		t.Fatalf("calls_total{completed} = %v, want %d", got, n)
+	}
+}
+
+// metricValue reads one series from a Prometheus text page (-1 when absent).
+func metricValue(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
 }
