@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+// TestLookAlikeTypesAndBadSIDsAreArchived: asynq's mux matches by prefix,
+// so on main raw tasks of type sms:sendx, sms:send:v2 and call:make:v2 were
+// really sent or placed, and a call:poll with a path in its callSid was
+// polled forever. Each must be archived at once with its reason, and nothing
+// reach Twilio.
+func TestLookAlikeTypesAndBadSIDsAreArchived(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	rdb := s.redis.Client(t)
+	client := asynq.NewClientFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	sms := `{"to":"+14155550191","body":"look-alike"}`
+	call := `{"to":"+14155550192","say":"look-alike"}`
+	poison := []struct{ typ, payload, id, reason string }{
+		{"sms:sendx", sms, "la-sendx", "unknown task type"},
+		{"sms:send:v2", sms, "la-send-v2", "unknown task type"},
+		{"call:make:v2", call, "la-call-v2", "unknown task type"},
+		{"SMS:SEND", sms, "la-upper", "unknown task type"},
+		{tasks.TypePollCall, `{"callSid":"../../../x"}`, "la-poll", "callSid: must be a call SID"},
+		{tasks.TypeTrackSMS, `{"messageSid":"SM/../../x"}`, "la-track", "messageSid: must be a message SID"},
+	}
+	for _, p := range poison {
+		if _, err := client.Enqueue(asynq.NewTask(p.typ, []byte(p.payload), asynq.TaskID(p.id), asynq.MaxRetry(10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range poison {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ti, err := insp.GetTaskInfo(tasks.QueueDefault, p.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ti.State == asynq.TaskStateArchived {
+				if ti.Retried != 0 || !strings.Contains(ti.LastErr, p.reason) {
+					t.Errorf("%s archived after %d retries with %q; want at once, with %q", p.typ, ti.Retried, ti.LastErr, p.reason)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s (%q); want archived", p.typ, ti.State, ti.LastErr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// A real message after them goes, and is the only thing Twilio saw.
+	r := runEnqueue(t, s.env, "sms", "--to", "+14155550193", "--body", "the real one")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var out struct{ TaskID string }
+	r.json(t, &out)
+	if st := waitStatus(t, s.env, out.TaskID); st.State != "completed" {
+		t.Fatalf("the real message: %+v", st)
+	}
+	if msgs, calls := simMessages(t, s.simURL), simCalls(t, s.simURL); len(msgs) != 1 || len(calls) != 0 {
+		t.Fatalf("%d messages and %d calls reached the simulator; want only the real message", len(msgs), len(calls))
+	}
+	// The call-status command refuses a malformed SID as bad input.
+	if r := runEnqueue(t, s.env, "call-status", "../../../x"); r.code != 2 || !strings.Contains(r.stderr, "CALL_SID") {
+		t.Fatalf("call-status with a path: exit %d %q; want 2 naming CALL_SID", r.code, r.stderr)
+	}
+}
