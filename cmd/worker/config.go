@@ -64,6 +64,7 @@ var variables = []variable{
 	{"DASHBOARD_READONLY", "true", "the /monitoring/ dashboard only shows (false: it may also delete, run and pause)"},
 	{"DASHBOARD_USER", "", "basic-auth user for /monitoring/ (required, with DASHBOARD_PASSWORD, to serve it on a non-loopback HTTP_ADDR)"},
 	{"DASHBOARD_PASSWORD", "", "basic-auth password for /monitoring/"},
+	{"DASHBOARD_HOSTS", "", "host names /monitoring/ answers to besides loopback ones, comma-separated (others get 421)"},
 	{"PUBLIC_URL", "", "base URL Twilio can reach; enables status callbacks and signature checks"},
 	{"CONCURRENCY", strconv.Itoa(ConcurrencyDefault), "handler slots per worker"},
 	{"SENDER_RATE", SenderRateDefault, "segments per second per sender, e.g. 1/s or 30/m:5"},
@@ -392,6 +393,9 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// hostName is a DNS name or an IPv4 address (DASHBOARD_HOSTS).
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
 // dashboardConfig reads DASHBOARD_*. On a non-loopback address without a
 // user and password the dashboard is switched off (it shows message bodies,
 // 2FA codes among them); serve reports that at start-up.
@@ -403,6 +407,16 @@ func dashboardConfig(get func(string) string, httpAddr string) (httpapi.Dashboar
 	}
 	d := httpapi.Dashboard{Writable: err == nil && !readOnly, User: get("DASHBOARD_USER"),
 		Password: twilioapi.Secret(get("DASHBOARD_PASSWORD"))}
+	for _, h := range strings.Split(get("DASHBOARD_HOSTS"), ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if !hostName.MatchString(h) {
+			errs = append(errs, errors.New("DASHBOARD_HOSTS: each entry must be a host name or address without scheme or port, e.g. ops.example.com"))
+			break
+		}
+		d.Hosts = append(d.Hosts, h)
+	}
 	switch {
 	case d.User != "" && d.Password == "":
 		errs = append(errs, errors.New("DASHBOARD_PASSWORD: is required when DASHBOARD_USER is set"))
