@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +75,58 @@ func TestLookAlikeTypesAndBadSIDsAreArchived(t *testing.T) {
 	// The call-status command refuses a malformed SID as bad input.
 	if r := runEnqueue(t, s.env, "call-status", "../../../x"); r.code != 2 || !strings.Contains(r.stderr, "CALL_SID") {
 		t.Fatalf("call-status with a path: exit %d %q; want 2 naming CALL_SID", r.code, r.stderr)
+	}
+}
+
+// TestCampaignTaskIDsMaskedEverywhere: campaign task ids are
+// {campaign}:{E.164}. The worker's log, `enqueue log` and the dashboard must
+// show them masked (on main the worker logged task=c1:+14155558103); `enqueue
+// log --unmask` shows them whole.
+func TestCampaignTaskIDsMaskedEverywhere(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil, "CALL_POLL_FIRST=1s", "LOG_LEVEL=debug")
+	list := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(list, []byte("+14155558103\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runEnqueue(t, s.env, "bulk", "--campaign", "c1", "--body", "Your code is 771234", list); r.code != 0 {
+		t.Fatalf("bulk: exit %d %s", r.code, r.stderr)
+	}
+	const id = "c1:+14155558103"
+	if st := waitStatus(t, s.env, id); st.State != "completed" {
+		t.Fatalf("campaign message: %+v", st)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		entries := readLog(t, s.env)
+		delivered := false
+		for _, e := range entries {
+			if strings.Contains(e.TaskID, "4155558103") || strings.Contains(e.To, "4155558103") || strings.Contains(e.Body, "771234") {
+				t.Fatalf("enqueue log without --unmask shows %+v", e)
+			}
+			delivered = delivered || (e.Event == "delivered" && e.TaskID == "c1:+14***103")
+		}
+		if delivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivered entry for the masked task id in %+v", entries)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if full := readLog(t, s.env, "--task", id, "--unmask"); len(full) == 0 || full[0].TaskID != id {
+		t.Fatalf("--unmask: %+v", full)
+	}
+	if out := s.worker.output(); strings.Contains(out, "4155558103") || strings.Contains(out, "771234") {
+		t.Fatalf("the worker's log shows the number or the body:\n%s", out)
+	}
+	resp, err := http.Get("http://" + s.http + "/monitoring/api/queues/bulk/completed_tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(b), "4155558103") || strings.Contains(string(b), "771234") {
+		t.Fatalf("dashboard API: %d %s", resp.StatusCode, b)
 	}
 }
