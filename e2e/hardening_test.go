@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +14,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twiliosim"
 )
 
 // TestLookAlikeTypesAndBadSIDsAreArchived: asynq's mux matches by prefix,
@@ -128,5 +133,64 @@ func TestCampaignTaskIDsMaskedEverywhere(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || strings.Contains(string(b), "4155558103") || strings.Contains(string(b), "771234") {
 		t.Fatalf("dashboard API: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestCallbacksForSIDsWeNeverSentRecordNothing: signed status callbacks for
+// message and call SIDs the worker never sent are answered 200 and leave no
+// key behind (on main each made a tw:msg:{sid} kept 48 h), also when they
+// name a real task of ours; the real message's own callbacks, whose URL
+// names its task, still move its record to delivered.
+func TestCallbacksForSIDsWeNeverSentRecordNothing(t *testing.T) {
+	t.Parallel()
+	s := newPublicStack(t, true, "CALL_POLL_FIRST=30m")
+	r := runEnqueue(t, s.env, "sms", "--to", "+14155550194", "--body", "tracked by callbacks", "--id", "real-1")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	st := waitStatus(t, s.env, "real-1")
+	var res struct{ MessageSid string }
+	_ = json.Unmarshal(st.Result, &res)
+	rdb := s.redis.Client(t)
+	msgs := delivery.NewStore(rdb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec, err := msgs.Get(bg, res.MessageSid)
+		if err == nil && rec.Status == "delivered" && rec.TaskID == "real-1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the real message's callbacks: %+v %v; want delivered, linked to real-1", rec, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	base := "http://" + s.http + "/twilio/status"
+	var strangers []string
+	for i := range 10 {
+		sm, ca := fmt.Sprintf("SM%032x", 0xfeed0000+i), fmt.Sprintf("CA%032x", 0xfeed0000+i)
+		strangers = append(strangers, sm, ca)
+		for _, u := range []string{base, tasks.StatusCallbackFor(base, "real-1"), tasks.StatusCallbackFor(base, "never-queued")} {
+			for _, form := range []url.Values{
+				{"MessageSid": {sm}, "MessageStatus": {"delivered"}, "To": {"+14155550195"}},
+				{"CallSid": {ca}, "CallStatus": {"completed"}, "CallDuration": {"30"}},
+			} {
+				req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("X-Twilio-Signature", twiliosim.Sign(simToken, u, form))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("callback for %v at %s: %d, want 200", form, u, resp.StatusCode)
+				}
+			}
+		}
+	}
+	for _, sid := range strangers {
+		if keys, err := rdb.Keys(bg, "*"+sid+"*").Result(); err != nil || len(keys) != 0 {
+			t.Fatalf("a callback for %s, never sent, left %v (%v)", sid, keys, err)
+		}
 	}
 }
