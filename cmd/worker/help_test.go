@@ -80,3 +80,25 @@ func lineAfter(help, flag string) string {
 	}
 	return ""
 }
+
+func TestLogMaxEntriesAndDashboardHosts(t *testing.T) {
+	load := func(env map[string]string) (Config, error) {
+		var out bytes.Buffer
+		return loadConfig(nil, func(k string) string { return env[k] }, &out)
+	}
+	c, err := load(map[string]string{"LOG_MAX_ENTRIES": "2_000_000", "DASHBOARD_HOSTS": "ops.example.com, 10.0.0.5"})
+	if err != nil || c.LogMaxEntries != 2_000_000 || len(c.Dashboard.Hosts) != 2 || c.Dashboard.Hosts[1] != "10.0.0.5" {
+		t.Fatalf("config %d %v, %v", c.LogMaxEntries, c.Dashboard.Hosts, err)
+	}
+	if c, err := load(nil); err != nil || c.LogMaxEntries != 1_000_000 {
+		t.Fatalf("default LOG_MAX_ENTRIES %d, %v", c.LogMaxEntries, err)
+	}
+	for env, name := range map[string]string{"LOG_MAX_ENTRIES": "lots", "DASHBOARD_HOSTS": "http://ops.example.com:8080"} {
+		if _, err := load(map[string]string{env: name}); err == nil || !strings.Contains(err.Error(), env+":") {
+			t.Errorf("%s=%s: %v; want an error naming %s", env, name, err, env)
+		}
+	}
+	if _, err := load(map[string]string{"LOG_MAX_ENTRIES": "10"}); err == nil {
+		t.Error("LOG_MAX_ENTRIES=10 accepted")
+	}
+}
