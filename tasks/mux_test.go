@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -26,7 +27,7 @@ func TestMuxRoutesExactTypesOnly(t *testing.T) {
 		if !errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("%q: %v; want archived (SkipRetry)", typ, err)
 		}
-		if err != nil && typ == "c1:+14155558103" && contains(err.Error(), "+14155558103") {
+		if err != nil && typ == "c1:+14155558103" && strings.Contains(err.Error(), "+14155558103") {
 			t.Errorf("the reason shows the number: %v", err)
 		}
 	}
@@ -35,11 +36,3 @@ func TestMuxRoutesExactTypesOnly(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}

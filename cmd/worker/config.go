@@ -102,7 +102,7 @@ var secretVariables = map[string]bool{
 	"API_TOKEN": true, twilioapi.EnvAuthToken: true, twilioapi.EnvAPISecret: true, "DASHBOARD_PASSWORD": true,
 }
 
-// Secret reports whether the variable name holds a secret (see
+// secretVariable reports whether the variable name holds a secret (see
 // secretVariables).
 func secretVariable(name string) bool {
 	if secretVariables[name] {
