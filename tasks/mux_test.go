@@ -35,4 +35,3 @@ func TestMuxRoutesExactTypesOnly(t *testing.T) {
 		t.Fatalf("look-alikes ran a handler: %v", ran)
 	}
 }
-
