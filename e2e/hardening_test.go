@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,6 +50,9 @@ func TestLookAlikeTypesAndBadSIDsAreArchived(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			ti, err := insp.GetTaskInfo(tasks.QueueDefault, p.id)
+			if errors.Is(err, asynq.ErrTaskNotFound) {
+				t.Fatalf("%s: gone from the queue: a handler ran it and it completed; want archived", p.typ)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
