@@ -21,6 +21,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
@@ -36,6 +37,7 @@ type Server struct {
 	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Pool      *pool.Pool   // the sender pool (/v1/pool); nil: none
 	Log       *commlog.Log // communications log: tasks queued here are recorded
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
@@ -72,6 +74,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.poolRoutes(mux)     // /v1/pool (pool.go)
 	return s.middleware(mux)
 }
 
