@@ -16,7 +16,7 @@ func TestAppendReadFilterRedact(t *testing.T) {
 	l := commlog.New(rdb, commlog.Config{})
 	base := time.Now().Add(-time.Minute)
 	for i, e := range []commlog.Entry{
-		{Event: commlog.Sending, TaskID: "t1", To: "+14155550001", Body: "code 123456"},
+		{Event: commlog.Sending, TaskID: "t1", To: "+14155550001", Body: "code 123456", Slot: base.Add(-time.Millisecond)},
 		{Event: commlog.Sent, TaskID: "t1", To: "+14155550001", SID: "SM1"},
 		{Event: commlog.Sent, TaskID: "t2", To: "+14155550002", SID: "SM2"},
 		{Event: commlog.Delivered, SID: "SM1", To: "+14155550001", Status: "delivered"},
@@ -32,6 +32,9 @@ func TestAppendReadFilterRedact(t *testing.T) {
 	}
 	if len(got) != 3 || got[0].Event != commlog.Sending || got[2].Event != commlog.Delivered {
 		t.Fatalf("history %+v", got)
+	}
+	if !got[0].Slot.Equal(base.Add(-time.Millisecond)) || !got[1].Slot.IsZero() {
+		t.Fatalf("slots %v, %v: the sending entry keeps the limiter's decision time", got[0].Slot, got[1].Slot)
 	}
 	if got[0].Body == "code 123456" || got[0].Body == "" {
 		t.Fatalf("body %q: redacted by default, with its length", got[0].Body)
