@@ -35,7 +35,7 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 	const (
 		n      = 20 // SENDER_RATE
 		conc   = 50 // CONCURRENCY of each worker
-		bulk   = 200
+		bulk   = 300
 		from   = "+15005550006"
 		cmdTo  = "+14155559999"
 		codeTo = "+14155558888"
@@ -117,7 +117,12 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 		booked[p.To] = d.At
 		slots = append(slots, d.At)
 	}
-	r := runEnqueue(t, env, "sms", "--to", cmdTo, "--body", "via the command")
+	// The 2FA code for the critical queue, while the backlog drains.
+	r := runEnqueue(t, env, "sms", "--to", codeTo, "--body", "Your code is 123456", "--queue", "critical", "--valid-for", "1m")
+	if r.code != 0 {
+		t.Fatalf("enqueue: exit %d: %s", r.code, r.stderr)
+	}
+	r = runEnqueue(t, env, "sms", "--to", cmdTo, "--body", "via the command")
 	if r.code != 0 {
 		t.Fatalf("enqueue: exit %d: %s", r.code, r.stderr)
 	}
@@ -127,31 +132,27 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 	var st struct{ State, NextRunAt string }
 	r.json(t, &st)
 	if st.State != "scheduled" || st.NextRunAt == "" {
-		t.Fatalf("a message behind a backlog of %d is %+v; want scheduled for its slot", bulk, st)
+		t.Errorf("a message behind a backlog of %d is %+v; want scheduled for its slot", bulk, st)
 	}
 	// The plan: one slot per interval, never closer; exactly one interval
 	// apart while the plan is ahead of the clock (bookings faster than N/s).
-	ahead1 := 0
-	for i := 1; i < len(slots); i++ {
+	ahead1, planOK := 0, true
+	for i := 1; i < len(slots) && planOK; i++ {
 		gap := slots[i].Sub(slots[i-1])
 		if gap < interval-time.Microsecond { // times are whole microseconds in Redis
-			t.Fatalf("backlog slots %d and %d booked %v apart; the limit is %d/s", i-1, i, gap, n)
+			t.Errorf("backlog slots %d and %d booked %v apart; the limit is %d/s", i-1, i, gap, n)
+			planOK = false
 		}
 		if slots[i-1].After(bookedBy[i].Add(time.Second)) {
 			ahead1++
 			if gap > interval+time.Millisecond {
-				t.Fatalf("backlog slots %d and %d booked %v apart with the plan ahead of the clock: slower than %d/s", i-1, i, gap, n)
+				t.Errorf("backlog slots %d and %d booked %v apart with the plan ahead of the clock: slower than %d/s", i-1, i, gap, n)
+				planOK = false
 			}
 		}
 	}
-	if ahead1 < bulk/2 {
+	if planOK && ahead1 < bulk/2 {
 		t.Fatalf("only %d of %d bookings were made ahead of their slots; booking should outpace %d/s", ahead1, bulk, n)
-	}
-
-	// The 2FA code for the critical queue, while the backlog drains.
-	r = runEnqueue(t, env, "sms", "--to", codeTo, "--body", "Your code is 123456", "--queue", "critical", "--valid-for", "1m")
-	if r.code != 0 {
-		t.Fatalf("enqueue: exit %d: %s", r.code, r.stderr)
 	}
 
 	var msgs []simMessage
@@ -234,6 +235,7 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d backlog messages booked for more than %v after the 2FA code was queued, all sent after it", behind, ahead)
 	if behind < n {
 		t.Fatalf("only %d backlog messages were booked for more than %v after the 2FA code was queued: the backlog ran out before it could show the code going first", behind, ahead)
 	}
