@@ -59,6 +59,10 @@ type Entry struct {
 	Reason  string    `json:"reason,omitempty"`
 	Until   string    `json:"until,omitempty"`
 	Source  string    `json:"source,omitempty"`
+	// Slot is the rate limiter's decision time for a "sending" entry: the
+	// moment the limits let the message go (At is when the worker started
+	// the request, at or after it). Zero when no limit applied.
+	Slot time.Time `json:"slot,omitzero"`
 }
 
 // Log appends to and reads the stream. A nil *Log records nothing.
@@ -119,6 +123,9 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 	if e.Code != 0 {
 		values["code"] = strconv.Itoa(e.Code)
 	}
+	if !e.Slot.IsZero() {
+		values["slot"] = e.Slot.UTC().Format(time.RFC3339Nano)
+	}
 	// Bounded by count as the entry is added (MAXLEN ~, so Redis trims
 	// whole nodes), and by age: stream ids are the time of appending. Both in
 	// one round trip; XADD takes one trim strategy only.
@@ -159,6 +166,9 @@ func decode(m redis.XMessage) Entry {
 		Until: s("until"), Source: s("source")}
 	e.At, _ = time.Parse(time.RFC3339Nano, s("at"))
 	e.Code, _ = strconv.Atoi(s("code"))
+	if v := s("slot"); v != "" {
+		e.Slot, _ = time.Parse(time.RFC3339Nano, v)
+	}
 	return e
 }
 
