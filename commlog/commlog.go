@@ -22,6 +22,11 @@ const Key = "tw:log"
 // RetentionDefault is LOG_RETENTION's default.
 const RetentionDefault = 30 * 24 * time.Hour
 
+// MaxEntriesDefault is LOG_MAX_ENTRIES's default: the stream is trimmed to
+// about this many entries whatever their age. At ~650 bytes an entry (an
+// SMS's life is about four entries) it bounds tw:log near 650 MB.
+const MaxEntriesDefault = 1_000_000
+
 // Events.
 const (
 	Queued      = "queued"
@@ -54,12 +59,17 @@ type Entry struct {
 	Reason  string    `json:"reason,omitempty"`
 	Until   string    `json:"until,omitempty"`
 	Source  string    `json:"source,omitempty"`
+	// Slot is the rate limiter's decision time for a "sending" entry: the
+	// moment the limits let the message go (At is when the worker started
+	// the request, at or after it). Zero when no limit applied.
+	Slot time.Time `json:"slot,omitzero"`
 }
 
 // Log appends to and reads the stream. A nil *Log records nothing.
 type Log struct {
 	rdb        redis.UniversalClient
 	retention  time.Duration
+	maxEntries int64
 	keepBodies bool
 	now        func() time.Time
 }
@@ -67,6 +77,7 @@ type Log struct {
 // Config configures a Log.
 type Config struct {
 	Retention  time.Duration // LOG_RETENTION; RetentionDefault when zero
+	MaxEntries int64         // LOG_MAX_ENTRIES; MaxEntriesDefault when zero
 	KeepBodies bool          // LOG_BODIES=keep; bodies are redacted otherwise
 }
 
@@ -75,7 +86,10 @@ func New(rdb redis.UniversalClient, cfg Config) *Log {
 	if cfg.Retention <= 0 {
 		cfg.Retention = RetentionDefault
 	}
-	return &Log{rdb: rdb, retention: cfg.Retention, keepBodies: cfg.KeepBodies, now: time.Now}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = MaxEntriesDefault
+	}
+	return &Log{rdb: rdb, retention: cfg.Retention, maxEntries: cfg.MaxEntries, keepBodies: cfg.KeepBodies, now: time.Now}
 }
 
 // Append records e. Errors are returned for the caller to log; a failure to
@@ -109,9 +123,27 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 	if e.Code != 0 {
 		values["code"] = strconv.Itoa(e.Code)
 	}
-	// Stream ids are the time of appending: trim by that clock.
+	if !e.Slot.IsZero() {
+		values["slot"] = e.Slot.UTC().Format(time.RFC3339Nano)
+	}
+	// Bounded by count as the entry is added (MAXLEN ~, so Redis trims
+	// whole nodes), and by age: stream ids are the time of appending. Both in
+	// one round trip; XADD takes one trim strategy only.
 	minID := strconv.FormatInt(l.now().Add(-l.retention).UnixMilli(), 10)
-	return l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: Key, MinID: minID, Approx: true, Values: values}).Err()
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: Key, MaxLen: l.maxEntries, Approx: true, Values: values})
+		p.XTrimMinIDApprox(ctx, Key, minID, 0)
+		return nil
+	})
+	return err
+}
+
+// Len returns the number of entries in the stream.
+func (l *Log) Len(ctx context.Context) (int64, error) {
+	if l == nil {
+		return 0, nil
+	}
+	return l.rdb.XLen(ctx, Key).Result()
 }
 
 // Filter selects entries. Zero fields select everything.
@@ -134,6 +166,9 @@ func decode(m redis.XMessage) Entry {
 		Until: s("until"), Source: s("source")}
 	e.At, _ = time.Parse(time.RFC3339Nano, s("at"))
 	e.Code, _ = strconv.Atoi(s("code"))
+	if v := s("slot"); v != "" {
+		e.Slot, _ = time.Parse(time.RFC3339Nano, v)
+	}
 	return e
 }
 

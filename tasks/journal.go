@@ -41,14 +41,26 @@ func (j *journal) append(ctx context.Context, log *slog.Logger, e commlog.Entry)
 		return
 	}
 	base := j.entry
-	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until =
-		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until
+	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until, base.Slot =
+		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until, e.Slot
 	if base.Channel == "" {
 		base.Channel = "sms"
 	}
-	if err := j.log.Append(ctx, base); err != nil {
+	if err := appendDetached(ctx, j.log, base); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
+}
+
+// LogAppendTimeout bounds one append to the communications log.
+const LogAppendTimeout = 5 * time.Second
+
+// appendDetached appends e with a context of its own: the entry that says
+// how a run ended must be written even when the run's context is already
+// canceled (the lease expired, the worker is shutting down).
+func appendDetached(ctx context.Context, l *commlog.Log, e commlog.Entry) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LogAppendTimeout)
+	defer cancel()
+	return l.Append(actx, e)
 }
 
 // result logs a written result: sent (with its SID) or skipped (with why).
