@@ -15,6 +15,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -55,10 +56,10 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the workers' published limits: %v", err)
 	}
-	client := asynq.NewClientFromRedisClient(rdb)
+	prod := &producer.Producer{Redis: rdb, Booker: booker}
 	for i := range bulk {
 		p := tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: "bulk " + strconv.Itoa(i)}
-		if _, err := tasks.EnqueueSMS(ctx, client, booker, p, tasks.Rules{}, asynq.Queue(tasks.QueueBulk)); err != nil {
+		if _, err := prod.SendSMS(ctx, producer.SMS{SMSPayload: p, Queue: tasks.QueueBulk}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -157,3 +157,12 @@ func (l *Ledger) Reconcile(ctx context.Context, e Entry, candidates []Candidate)
 	}
 	return "", nil
 }
+
+// Forget deletes the task's entry: its id now names a new task (a reused
+// idempotency key after the old task's lifetime), which must send afresh.
+func (l *Ledger) Forget(ctx context.Context, taskID string) error {
+	if err := l.rdb.Del(ctx, entryKey(taskID)).Err(); err != nil {
+		return fmt.Errorf("forget the send ledger of %s: %w", taskID, err)
+	}
+	return nil
+}

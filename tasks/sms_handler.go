@@ -107,6 +107,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 
 	now := r.Now()
 	if expired(p, now) {
+		h.release(ctx, log, id, p, false)
 		h.Metrics.Skipped("expired")
 		log.Warn("sms expired before it could be sent", "expiresAt", p.ExpiresAt)
 		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
@@ -115,11 +116,13 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	// Quiet hours and consent first: a marketing message that must wait
 	// for the morning takes no slot from the sender's limit.
 	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
+		h.release(ctx, log, id, p, false)
 		return err
 	}
 
 	// A canceled campaign's message takes no slot from the limits either.
 	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		h.release(ctx, log, id, p, false)
 		return err
 	}
 	if h.Limiter != nil {
@@ -128,6 +131,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		}
 		now = r.Now() // admit may have slept until the message's moment
 		if expired(p, now) {
+			h.release(ctx, log, id, p, true)
 			h.Metrics.Skipped("expired")
 			return archive("expired: its rate-limit slot came at %s, after it expired", now.UTC().Format(time.RFC3339))
 		}
@@ -140,6 +144,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("check opt-out: %w", err) // Redis trouble: retry
 	}
 	if out {
+		h.release(ctx, log, id, p, h.Limiter != nil)
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
@@ -147,6 +152,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 
 	// Campaign canceled? Checked last, right before the send.
 	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		h.release(ctx, log, id, p, h.Limiter != nil)
 		return err
 	}
 
@@ -172,7 +178,11 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
 			}
 		}
-		return h.failed(ctx, log, p, now, err)
+		err = h.failed(ctx, log, p, now, err)
+		if errors.Is(err, asynq.SkipRetry) {
+			h.release(ctx, log, id, p, h.Limiter != nil) // refused for good: it never goes
+		}
+		return err
 	}
 	if h.Ledger != nil {
 		if err := h.Ledger.Commit(ctx, id, msg.SID); err != nil {
@@ -278,6 +288,27 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 		}
 	}
 	return nil, nil
+}
+
+// release gives the message's rate-limit slots back when it does not go:
+// the slot it holds, or (admitted) what admitting it charged, so that the
+// sender's and recipient's next message need not wait for it.
+func (h *SMSHandler) release(ctx context.Context, log *slog.Logger, id string, p SMSPayload, admitted bool) {
+	rel, ok := h.Limiter.(Releaser)
+	if !ok || id == "" {
+		return
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	m := LimitMessage(id, queue, p)
+	var err error
+	if admitted {
+		err = rel.Refund(ctx, m)
+	} else {
+		err = rel.Release(ctx, m)
+	}
+	if err != nil {
+		log.Warn("could not give the rate-limit slot back", "err", err)
+	}
 }
 
 func expired(p SMSPayload, now time.Time) bool {

@@ -202,9 +202,9 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 		backoff = RedeliverBackoffDefault
 	}
 	wait := backoff << (p.Redelivery - 1)
-	origin, _, _ := strings.Cut(rec.TaskID, ":redeliver-") // keep ids flat: x:redeliver-1, x:redeliver-2
+	origin, _, _ := strings.Cut(rec.TaskID, RedeliverySep) // keep ids flat: x~redeliver-1, x~redeliver-2
 	task, err := NewSendSMSTask(p, tr.Rules, asynq.Queue(queueOr(rec.Queue)),
-		asynq.TaskID(origin+":redeliver-"+strconv.Itoa(p.Redelivery)), asynq.ProcessIn(wait))
+		asynq.TaskID(origin+RedeliverySep+strconv.Itoa(p.Redelivery)), asynq.ProcessIn(wait))
 	if err != nil {
 		log.Error("cannot redeliver", "err", err)
 		return nil

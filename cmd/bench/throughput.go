@@ -128,7 +128,7 @@ func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int,
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	err = parallel(ctx, n, producers, func(i int) error {
-		_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, ""), tasks.Rules{}, asynq.TaskID(fmt.Sprintf("tp-%d", i)))
+		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, ""), tasks.Rules{}, asynq.TaskID(fmt.Sprintf("tp-%d", i)))
 		return err
 	})
 	if err != nil {

@@ -7,13 +7,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/ratelimit"
-	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
-// booker returns the limiter with the limits the workers published, so that
+// limiter returns the limiter with the limits the workers published, so that
 // a message is booked its send slot and scheduled for it; nil (queue at
 // once, the worker applies the limits) when no worker has published any.
-func booker(ctx context.Context, rdb redis.UniversalClient) (tasks.Booker, error) {
+func limiter(ctx context.Context, rdb redis.UniversalClient) (*ratelimit.Limiter, error) {
 	l, err := ratelimit.Load(ctx, rdb, ratelimit.Config{})
 	if errors.Is(err, ratelimit.ErrNoConfig) {
 		return nil, nil

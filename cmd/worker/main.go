@@ -34,6 +34,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -117,9 +118,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
-	producer := asynq.NewClientFromRedisClient(rdb)
+	enqueuer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
-		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
+		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
 		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Log: commLog, Logger: log, Metrics: m,
 	}
 	if cfg.PublicURL != "" {
@@ -128,7 +129,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
@@ -162,8 +163,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: limiter, Releaser: limiter, Comms: commLog,
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
