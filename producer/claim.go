@@ -11,7 +11,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-
 )
 
 // ClaimKey is the Redis key that holds a client's idempotency key: one key
