@@ -1,5 +1,6 @@
-// Command worker delivers sms:send tasks from Redis through Twilio (see
-// DESIGN.md). With no Twilio credentials it runs in local mode against the
+// Command worker delivers the SMS (sms:send) and voice calls (call:make)
+// queued in Redis through Twilio, follows them to their end (sms:track,
+// call:poll) and serves the agent hub's HTTP API (see DESIGN.md). With no Twilio credentials it runs in local mode against the
 // built-in simulator; with REDIS_URL unset and no Redis answering, it starts
 // an embedded in-memory Redis.
 package main
@@ -117,6 +118,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
+	records.Comms = commLog // placed, each status, ended
 	sends := ledger.New(rdb)
 	enqueuer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
