@@ -110,6 +110,11 @@ func TestRecipientRatePerMinuteAllowsABurst(t *testing.T) {
 		var out struct{ TaskID string }
 		r.json(t, &out)
 		ids = append(ids, out.TaskID)
+		var st struct{ State, NextRunAt string }
+		runEnqueue(t, s.env, "status", out.TaskID).json(t, &st)
+		if st.State == "scheduled" {
+			t.Fatalf("message %d booked for later under 10/m: %+v", len(ids), st)
+		}
 	}
 	for _, id := range ids {
 		st := waitStatus(t, s.env, id)
