@@ -44,8 +44,9 @@ type SMSHandler struct {
 	Ledger *ledger.Ledger
 	// Tracker follows accepted messages to delivery; nil disables it.
 	Tracker *Tracker
-	// Log is the communications log; nil records nothing.
-	Log            *commlog.Log
+	// Comms is the communications log (tw:log); nil records nothing.
+	// Logger is the process's own log.
+	Comms          *commlog.Log
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
@@ -65,7 +66,7 @@ type SMSHandler struct {
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
 // deferred, failed) is appended to the communications log.
 func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	j := &journal{log: h.Log}
+	j := &journal{log: h.Comms}
 	j.entry.TaskID, _ = asynq.GetTaskID(ctx)
 	err := giveUp(ctx, h.process(withJournal(ctx, j), t))
 	j.outcome(ctx, h.logger(), err)

@@ -59,8 +59,8 @@ type Tracker struct {
 	FirstPoll        time.Duration // first wait; longer when status callbacks are expected
 	RedeliverMax     int           // REDELIVER_MAX; 0 means none
 	RedeliverBackoff time.Duration // first redelivery wait; doubled after
-	Log              *commlog.Log
-	Logger           *slog.Logger
+	Comms            *commlog.Log  // the communications log; nil records nothing
+	Logger           *slog.Logger  // the process's own log
 	Metrics          *metrics.Metrics
 }
 
@@ -167,8 +167,10 @@ func (tr *Tracker) SettleIfFinal(ctx context.Context, rec delivery.Record) error
 }
 
 // Settle acts on a message that has just become final: it logs the outcome
-// and sends the message again after a transient carrier failure. Exactly one
-// caller (callback or poll) sees a message become final.
+// and sends the message again after a transient carrier failure. Whichever
+// of the status callback and the poll sees the final status settles it, and
+// settles it again until MarkSettled succeeds; so it may run more than once
+// for one message: the resend's task id ({id}~redeliver-{n}) makes it queue once.
 func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 	log := logger(tr.Logger).With("sid", rec.SID, "to", phone.Number(rec.To))
 	entry := commlog.Entry{Channel: "sms", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, Status: rec.Status, Code: rec.ErrorCode}
@@ -219,7 +221,7 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 }
 
 func (tr *Tracker) logEntry(ctx context.Context, log *slog.Logger, e commlog.Entry) {
-	if err := tr.Log.Append(ctx, e); err != nil {
+	if err := tr.Comms.Append(ctx, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }

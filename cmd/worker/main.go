@@ -123,7 +123,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	enqueuer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
 		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
-		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Log: commLog, Logger: log, Metrics: m,
+		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Comms: commLog, Logger: log, Metrics: m,
 	}
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
@@ -138,7 +138,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Log: commLog, Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
