@@ -127,7 +127,7 @@ type Call struct {
 // SendSMS validates m and queues it.
 func (p *Producer) SendSMS(ctx context.Context, m SMS) (Result, error) {
 	r := p.rules(m.SendAt)
-	if err := checkOptions(m.Key, m.Queue, m.SendAt, r.Now); err != nil {
+	if err := checkOptions(m.Key, m.Queue, m.SendAt); err != nil {
 		return Result{}, err
 	}
 	norm, err := m.SMSPayload.Normalize(r)
@@ -140,7 +140,7 @@ func (p *Producer) SendSMS(ctx context.Context, m SMS) (Result, error) {
 // MakeCall validates c and queues it.
 func (p *Producer) MakeCall(ctx context.Context, c Call) (Result, error) {
 	r := p.rules(c.SendAt)
-	if err := checkOptions(c.Key, c.Queue, c.SendAt, r.Now); err != nil {
+	if err := checkOptions(c.Key, c.Queue, c.SendAt); err != nil {
 		return Result{}, err
 	}
 	norm, err := c.CallPayload.Normalize(r)
@@ -160,7 +160,7 @@ func (p *Producer) rules(sendAt time.Time) tasks.Rules {
 	return r
 }
 
-func checkOptions(key, queue string, sendAt time.Time, _ func() time.Time) error {
+func checkOptions(key, queue string, sendAt time.Time) error {
 	if key != "" && !tasks.ValidKey(key) {
 		return &tasks.FieldError{Field: "key", Problem: "must be 1-128 letters, digits, '.', '_', ':' or '-' (a UUID fits)"}
 	}
@@ -247,9 +247,10 @@ func (p *Producer) submit(ctx context.Context, req *Request) (Result, error) {
 		if !fresh {
 			return p.existing(ctx, req, hash, prev)
 		}
-		// A new task under an old key: whatever the old one sent is not this one's.
-		if err := ledger.New(p.Redis).Forget(ctx, id); err != nil {
-			p.unclaim(ctx, req.Key, id)
+		if err := p.retire(ctx, id); err != nil {
+			if !errors.Is(err, ErrConflict) {
+				p.unclaim(ctx, req.Key, id)
+			}
 			return Result{}, err
 		}
 	}
@@ -291,7 +292,7 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	if runAt.After(time.Now()) {
 		at = append(at, asynq.ProcessAt(runAt))
 	}
-	info, err := p.enqueue(ctx, task, req.Queue, id, at)
+	info, err := p.enqueue(ctx, task, at)
 	if err != nil {
 		return Result{}, err
 	}
@@ -308,34 +309,40 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	return res, nil
 }
 
+// retire makes way for a new task under a key whose claim has just been
+// taken: a task the key named before that has ended (its result outlives
+// the claim by how long it ran) is deleted, and its send-ledger line
+// forgotten, so the new task sends afresh instead of answering the old SID.
+// One still queued or running is ErrConflict: its ledger line is its own.
+func (p *Producer) retire(ctx context.Context, id string) error {
+	old, err := tasks.Find(p.inspector(), id)
+	switch {
+	case errors.Is(err, tasks.ErrTaskNotFound):
+	case err != nil:
+		return err
+	case old.State == asynq.TaskStateCompleted || old.State == asynq.TaskStateArchived:
+		if err := p.inspector().DeleteTask(old.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("delete the ended task %s: %w", id, err)
+		}
+	default:
+		return fmt.Errorf("%w: %s names a task that is still %s", ErrConflict, id, old.State)
+	}
+	return ledger.New(p.Redis).Forget(ctx, id)
+}
+
 // waitReplicas is where the producer waits for REDIS_WAIT_REPLICAS replicas
 // to confirm the enqueue; until the cluster branch's helper lands it does
 // nothing.
 func (p *Producer) waitReplicas(context.Context) {}
 
-// enqueue enqueues task under id. A finished task that outlived its key
-// (its result is kept from when it ended) is deleted first, so that the
-// key's new task is queued.
-func (p *Producer) enqueue(ctx context.Context, task *asynq.Task, queue, id string, at []asynq.Option) (*asynq.TaskInfo, error) {
+// enqueue enqueues task. An id taken meanwhile (a worker's task of the
+// same id, or one queued around the claim) is ErrConflict.
+func (p *Producer) enqueue(ctx context.Context, task *asynq.Task, at []asynq.Option) (*asynq.TaskInfo, error) {
 	info, err := p.client().EnqueueContext(ctx, task, at...)
-	if !errors.Is(err, asynq.ErrTaskIDConflict) {
-		if err != nil {
-			return nil, fmt.Errorf("enqueue: %w", err)
-		}
-		return info, nil
-	}
-	old, ferr := p.inspector().GetTaskInfo(queue, id)
-	if ferr != nil {
-		return nil, fmt.Errorf("enqueue: task %s exists but cannot be read: %w", id, ferr)
-	}
-	if old.State != asynq.TaskStateCompleted && old.State != asynq.TaskStateArchived {
-		return nil, fmt.Errorf("%w: %s names a task that is still %s", ErrConflict, id, old.State)
-	}
-	if err := p.inspector().DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-		return nil, fmt.Errorf("enqueue: delete the expired task %s: %w", id, err)
-	}
-	info, err = p.client().EnqueueContext(ctx, task, at...)
-	if err != nil {
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return nil, fmt.Errorf("%w: the task id is taken", ErrConflict)
+	case err != nil:
 		return nil, fmt.Errorf("enqueue: %w", err)
 	}
 	return info, nil
