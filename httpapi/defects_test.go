@@ -36,7 +36,7 @@ func tasksNamed(t *testing.T, insp *asynq.Inspector, id string) int {
 func TestOneKeyMakesOneTaskInEveryQueue(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t, nil)
-	const keys = 20
+	const keys = 10
 	priorities := []string{"critical", "default", "bulk"}
 	type answer struct {
 		status     int
