@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -69,6 +70,7 @@ type Producer struct {
 	Logger *slog.Logger
 
 	actions map[string]ActionFunc
+	once    sync.Once
 }
 
 // Request is one task to queue, as the checks see it.
@@ -126,6 +128,7 @@ type Call struct {
 
 // SendSMS validates m and queues it.
 func (p *Producer) SendSMS(ctx context.Context, m SMS) (Result, error) {
+	m.SendAt = ahead(m.SendAt)
 	r := p.rules(m.SendAt)
 	if err := checkOptions(m.Key, m.Queue, m.SendAt); err != nil {
 		return Result{}, err
@@ -139,6 +142,7 @@ func (p *Producer) SendSMS(ctx context.Context, m SMS) (Result, error) {
 
 // MakeCall validates c and queues it.
 func (p *Producer) MakeCall(ctx context.Context, c Call) (Result, error) {
+	c.SendAt = ahead(c.SendAt)
 	r := p.rules(c.SendAt)
 	if err := checkOptions(c.Key, c.Queue, c.SendAt); err != nil {
 		return Result{}, err
@@ -194,6 +198,14 @@ func ParseSendAt(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// ahead is t when it is in the future, else the zero time (now).
+func ahead(t time.Time) time.Time {
+	if t.After(time.Now()) {
+		return t.UTC()
+	}
+	return time.Time{}
+}
+
 func queueOr(q string) string {
 	if q == "" {
 		return tasks.QueueDefault
@@ -201,17 +213,26 @@ func queueOr(q string) string {
 	return q
 }
 
+// setUp makes the Client and Inspector left nil, once: the producer is
+// used from many goroutines.
+func (p *Producer) setUp() {
+	p.once.Do(func() {
+		if p.Client == nil {
+			p.Client = asynq.NewClientFromRedisClient(p.Redis)
+		}
+		if p.Inspector == nil {
+			p.Inspector = asynq.NewInspectorFromRedisClient(p.Redis)
+		}
+	})
+}
+
 func (p *Producer) client() *asynq.Client {
-	if p.Client == nil {
-		p.Client = asynq.NewClientFromRedisClient(p.Redis)
-	}
+	p.setUp()
 	return p.Client
 }
 
 func (p *Producer) inspector() *asynq.Inspector {
-	if p.Inspector == nil {
-		p.Inspector = asynq.NewInspectorFromRedisClient(p.Redis)
-	}
+	p.setUp()
 	return p.Inspector
 }
 
