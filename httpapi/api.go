@@ -239,7 +239,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeActionError answers a DecodeAction error.
+// writeActionError answers a producer.Decode error.
 func writeActionError(w http.ResponseWriter, err error) {
 	var ae *producer.ActionError
 	if !errors.As(err, &ae) {

@@ -54,7 +54,7 @@ type Action struct {
 	Key string
 }
 
-// ActionError is a request DecodeAction refuses. Field names the offending
+// ActionError is a request Decode refuses. Field names the offending
 // JSON member ("action", "arguments" or an argument such as "to"); it is
 // empty only for CodeMalformedJSON.
 type ActionError struct {
