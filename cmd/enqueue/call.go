@@ -97,5 +97,8 @@ func parseProducer(fs *flag.FlagSet, args []string, to, queue *string) error {
 	if !tasks.ValidQueue(*queue) {
 		return badInput("queue: must be critical, default or bulk")
 	}
+	if f := fs.Lookup("id"); f != nil && f.Value.String() != "" && !tasks.ValidKey(f.Value.String()) {
+		return badInput("id: must be 1-128 letters, digits, '.', '_', ':' or '-'")
+	}
 	return nil
 }
