@@ -24,6 +24,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -38,6 +39,7 @@ type Server struct {
 	OptOuts   *optout.Store
 	Calls     *calls.Store
 	Tracker   *tasks.Tracker
+	Pool      *pool.Pool // the sender pool (/v1/pool); nil: none
 	// Producer queues every task of /v1/actions and /v1/campaigns; nil makes
 	// one from Redis, Client, Inspector, Calls, Twilio and Rules.
 	Producer *producer.Producer
@@ -96,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.poolRoutes(mux)     // /v1/pool (pool.go)
 	return s.middleware(mux)
 }
 

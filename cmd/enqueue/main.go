@@ -41,6 +41,8 @@ Usage:
               recipients one per line, or CSV with a phone (or to) column whose
               other columns fill {{column}} in the body; safe to run again
   enqueue campaign status|cancel ID
+  enqueue pool status         the sender pool: numbers, rates, next free slots, out of rotation and why
+  enqueue pool restore NUMBER put a pool number back in rotation
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -118,6 +120,8 @@ func run(args []string, e env) int {
 		err = cmdCampaign(args[1:], e)
 	case "cancel":
 		err = cmdCancel(args[1:], e)
+	case "pool": // pool.go
+		err = cmdPool(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}
@@ -262,12 +266,12 @@ func withProducer(e env, submit func(context.Context, *producer.Producer) (produ
 // workers published (to book each message's slot), the communications log.
 func newProducer(ctx context.Context, e env, rdb redis.UniversalClient, r tasks.Rules) (*producer.Producer, error) {
 	p := &producer.Producer{Redis: rdb, Rules: r, Comms: commLog(e, rdb), Source: "cli", Calls: calls.NewStore(rdb)}
-	l, err := limiter(ctx, rdb)
+	l, b, err := limits(ctx, rdb)
 	if err != nil {
 		return nil, err
 	}
 	if l != nil {
-		p.Booker, p.Releaser = l, l
+		p.Booker, p.Releaser = b, l
 	}
 	return p, nil
 }

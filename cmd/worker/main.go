@@ -35,6 +35,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -115,6 +116,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	senders, err := newPool(ctx, rdb, cfg, limiter, log)
+	if err != nil {
+		return err
+	}
+
 	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
@@ -137,13 +143,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
+	smsHandler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
 		Campaigns: campaign.NewStore(rdb),
-	})
+	}
+	if senders != nil {
+		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
+	}
+	mux.Handle(tasks.TypeSendSMS, smsHandler)
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -166,8 +176,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
-		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: limiter, Releaser: limiter, Comms: commLog,
+		OptOuts: optouts, Calls: records, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
 			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
