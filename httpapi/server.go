@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
@@ -38,6 +39,7 @@ type Server struct {
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store
 	Calls     *calls.Store
+	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
 	Tracker   *tasks.Tracker
 	Pool      *pool.Pool // the sender pool (/v1/pool); nil: none
 	// Producer queues every task of /v1/actions and /v1/campaigns; nil makes

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 // The agent hub's action names (the seed's "Available Actions").
@@ -104,8 +104,6 @@ var actionArgs = map[string]map[string]argSpec{
 		"callSid": {kindString, true},
 	},
 }
-
-var callSIDPattern = regexp.MustCompile(`^CA[0-9a-fA-F]{32}$`)
 
 // Decode parses the agent hub's action JSON for the built-in actions; see
 // Producer.Decode.
@@ -240,8 +238,8 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 		}
 	case ActionGetCallStatus:
 		a.CallSID = strings.TrimSpace(str["callSid"])
-		if !callSIDPattern.MatchString(a.CallSID) {
-			return a, invalid("callSid", "must be a call SID: CA followed by 32 hexadecimal digits")
+		if !twilioapi.ValidCallSID(a.CallSID) {
+			return a, invalid("callSid", "must be a call SID: CA followed by 32 lowercase hexadecimal digits")
 		}
 	}
 	return a, nil

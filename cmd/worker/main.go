@@ -121,7 +121,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
+	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, MaxEntries: cfg.LogMaxEntries, KeepBodies: cfg.LogBodies})
+	metrics.ObserveLogEntries(reg, func() (int64, error) {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return commLog.Len(lctx)
+	})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	records.Comms = commLog // placed, each status, ended
@@ -134,7 +139,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
 	}
-	mux := asynq.NewServeMux()
+	mux := tasks.NewMux() // exact types: asynq's ServeMux would run look-alikes such as sms:sendx
+	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
@@ -176,7 +182,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
 			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,

@@ -14,11 +14,11 @@ var (
 	isoDate    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}`)
 )
 
-// MaskText hides phone numbers in free text (a Twilio error message, a
-// payload shown on the dashboard): a run of at least seven digits (with the
-// usual separators) that is not part of a longer word, such as a SID, and
-// is not a date, becomes Mask of itself (+141***234). Six-digit
-// verification codes are left alone.
+// MaskText hides phone numbers in free text such as a task id
+// ("c1:+14155558103" becomes "c1:+141***8103") or an error message: a run of
+// at least seven digits (with the usual separators) that is not part of a
+// longer word, such as a SID, and is not a date, becomes [Mask] of itself.
+// Six-digit verification codes are left alone.
 func MaskText(s string) string {
 	idx := numberLike.FindAllStringIndex(s, -1)
 	if idx == nil {
@@ -29,7 +29,7 @@ func MaskText(s string) string {
 	for _, m := range idx {
 		start, end := m[0], m[1]
 		match := s[start:end]
-		if wordChar(lastRune(s[:start])) || wordChar(firstRune(s[end:])) || isoDate.MatchString(match) || digitCount(match) < 7 {
+		if wordChar(lastRune(s[:start])) || wordChar(firstRune(s[end:])) || isoDate.MatchString(match) || countDigits(match) < 7 {
 			continue
 		}
 		b.WriteString(s[last:start])
@@ -52,7 +52,7 @@ func lastRune(s string) rune {
 	return r
 }
 
-func digitCount(s string) int {
+func countDigits(s string) int {
 	n := 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
