@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/commlog"
 )
 
 // ErrNotFound is returned when no record exists for a call SID.
@@ -82,7 +84,13 @@ func earlyKey(sid string) string { return "tw:call:early:" + sid }
 const EarlyTTL = 24 * time.Hour
 
 // Store is the call record store.
-type Store struct{ rdb redis.UniversalClient }
+type Store struct {
+	rdb redis.UniversalClient
+	// Comms, when set, gets every call's placing, each status change with its
+	// time, and its end (commlog.CallPlaced, CallStatus, CallEnded), so that
+	// `enqueue log` follows a call as it follows a message.
+	Comms *commlog.Log
+}
 
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
@@ -100,10 +108,23 @@ func (s *Store) Create(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.SetNX(ctx, key(r.SID), b, RecordTTL).Err(); err != nil {
+	created, err := s.rdb.SetNX(ctx, key(r.SID), b, RecordTTL).Result()
+	if err != nil {
 		return fmt.Errorf("create call record: %w", err)
 	}
+	if created {
+		s.log(ctx, &r, commlog.CallPlaced, r.Status, r.CreatedAt)
+	}
 	return nil
+}
+
+// log appends an event of the call to Comms; a failure only loses the line.
+func (s *Store) log(ctx context.Context, r *Record, event, status string, at time.Time) {
+	e := commlog.Entry{At: at, Event: event, Channel: "voice", TaskID: r.TaskID, SID: r.SID, To: r.To, From: r.From, Status: status}
+	if event == commlog.CallEnded && r.Duration > 0 {
+		e.Reason = fmt.Sprintf("duration %ds", r.Duration)
+	}
+	_ = s.Comms.Append(ctx, e)
 }
 
 // Early keeps u, a status callback for one of our calls whose record does
@@ -179,8 +200,9 @@ func (s *Store) Get(ctx context.Context, sid string) (*Record, error) {
 // A status of lower rank than the recorded one only fills missing details.
 func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool, error) {
 	var out *Record
-	var became bool
+	var became, moved bool
 	txf := func(tx *redis.Tx) error {
+		moved = false
 		b, err := tx.Get(ctx, key(sid)).Bytes()
 		if errors.Is(err, redis.Nil) {
 			return ErrNotFound
@@ -196,6 +218,7 @@ func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool,
 		if !wasTerminal && rank[u.Status] > rank[r.Status] {
 			r.Status = u.Status
 			r.History = append(r.History, Change{Status: u.Status, At: u.At.UTC(), Source: u.Source})
+			moved = true
 		}
 		if u.Duration > r.Duration {
 			r.Duration = u.Duration
@@ -232,6 +255,12 @@ func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool,
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("update call record: %w", err)
+		}
+		switch {
+		case became:
+			s.log(ctx, out, commlog.CallEnded, out.Status, u.At.UTC())
+		case moved:
+			s.log(ctx, out, commlog.CallStatus, out.Status, u.At.UTC())
 		}
 		return out, became, nil
 	}

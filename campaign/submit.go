@@ -238,7 +238,7 @@ func submit(ctx context.Context, d Deps, req Request, src source) (Summary, erro
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	batches := make(chan []row, d.Workers)
+	batches := make(chan batchJob, d.Workers)
 	var wg sync.WaitGroup
 	for range d.Workers {
 		wg.Add(1)
@@ -246,7 +246,8 @@ func submit(ctx context.Context, d Deps, req Request, src source) (Summary, erro
 			defer wg.Done()
 			for b := range batches {
 				if ctx.Err() != nil {
-					continue // drain
+					close(b.done) // drain
+					continue
 				}
 				if err := r.batch(ctx, b); err != nil {
 					cancel(err)
@@ -278,8 +279,31 @@ func submit(ctx context.Context, d Deps, req Request, src source) (Summary, erro
 // Redis, not in process memory, and goes when the submission ends.
 func (r *run) seenKey() string { return key(r.req.Campaign, "to", r.tag) }
 
+// batchJob is a batch of rows and its turn: batches are validated at once
+// but reserve their recipients in input order (after prev is closed, then
+// close done), so the first row of a repeated number always wins, whatever
+// the order the workers get to Redis in.
+type batchJob struct {
+	rows []row
+	prev <-chan struct{}
+	done chan struct{}
+}
+
 // readAll streams the source into batches.
-func (r *run) readAll(ctx context.Context, src source, out chan<- []row) error {
+func (r *run) readAll(ctx context.Context, src source, batches chan<- batchJob) error {
+	prev := make(chan struct{})
+	close(prev)
+	out := make(chan []row)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for rows := range out {
+			job := batchJob{rows: rows, prev: prev, done: make(chan struct{})}
+			prev = job.done
+			batches <- job
+		}
+	}()
+	defer func() { close(out); <-sent }()
 	b := make([]row, 0, r.d.Batch)
 	for {
 		rw, err := src.next()
@@ -313,17 +337,28 @@ type item struct {
 	task   *asynq.Task
 }
 
-// batch validates a batch of rows, reserves its recipients, enqueues the
-// new ones and marks them queued.
-func (r *run) batch(ctx context.Context, rows []row) error {
-	items := make([]item, 0, len(rows))
-	for _, rw := range rows {
+// batch validates a batch of rows, waits for its turn, reserves its
+// recipients, enqueues the new ones and marks them queued.
+func (r *run) batch(ctx context.Context, job batchJob) error {
+	turn := false
+	defer func() {
+		if !turn {
+			close(job.done)
+		}
+	}()
+	items := make([]item, 0, len(job.rows))
+	for _, rw := range job.rows {
 		it, problem := r.prepare(rw)
 		if problem != "" {
 			r.invalidLine(rw.line, problem)
 			continue
 		}
 		items = append(items, it)
+	}
+	select {
+	case <-job.prev:
+	case <-ctx.Done():
+		return nil
 	}
 	if len(items) == 0 {
 		return nil
@@ -350,6 +385,8 @@ func (r *run) batch(ctx context.Context, rows []row) error {
 		args = append(args, it.number, flag)
 	}
 	res, err := reserveScript.Run(ctx, r.d.Redis, keys, args...).Result()
+	turn = true
+	close(job.done) // the next batch may reserve; enqueueing goes on at once
 	if err != nil {
 		return fmt.Errorf("reserve recipients: %w", err)
 	}

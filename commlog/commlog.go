@@ -40,7 +40,9 @@ const (
 	Redelivery  = "redelivery"
 	OptOut      = "opt-out"
 	OptIn       = "opt-in"
-	CallEnded   = "call-ended"
+	CallPlaced  = "call-placed" // Twilio created the call
+	CallStatus  = "call-status" // the call moved on: initiated, ringing, in-progress
+	CallEnded   = "call-ended"  // its final status (completed, busy, no-answer, failed, canceled, unknown)
 )
 
 // Entry is one line of the log.

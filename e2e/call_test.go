@@ -71,7 +71,7 @@ func TestCallsReachTheirFinalState(t *testing.T) {
 			sids[tt.final] = sid
 		}
 		for _, tt := range tests {
-			st := waitStatus(t, s.env, "call-poll:"+sids[tt.final])
+			st := waitStatus(t, s.env, "call-poll~"+sids[tt.final])
 			if st.State != "completed" || !strings.Contains(string(st.Result), `"status":"`+tt.final+`"`) {
 				t.Fatalf("%s: poll task %+v result %s", tt.final, st, st.Result)
 			}
@@ -98,7 +98,7 @@ func TestCallPollingBacksOff(t *testing.T) {
 	// polling every second would take 13.
 	s := newStack(t, []string{"--call-ring", "500ms", "--call-duration", "12s"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=30s")
 	_, sid := placeCall(t, s, "--to", "+14155550181", "--url", "https://example.com/twiml")
-	st := waitStatusWithin(t, s.env, "call-poll:"+sid, 60)
+	st := waitStatusWithin(t, s.env, "call-poll~"+sid, 60)
 	if !strings.Contains(string(st.Result), `"completed"`) {
 		t.Fatalf("poll %+v", st)
 	}
@@ -115,7 +115,7 @@ func TestStatusCallbackEndsPollingEarly(t *testing.T) {
 		// a busy machine's late callback still beats it.
 		"PUBLIC_URL=http://"+addr, "CALL_POLL_FIRST=10s", "CALL_POLL_MAX=30s")
 	_, sid := placeCall(t, s, "--to", "+14155550182", "--say", "hi")
-	st := waitStatusWithin(t, s.env, "call-poll:"+sid, 60)
+	st := waitStatusWithin(t, s.env, "call-poll~"+sid, 60)
 	if !strings.Contains(string(st.Result), `"completed"`) {
 		t.Fatalf("poll %+v", st)
 	}

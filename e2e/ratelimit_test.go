@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -91,12 +92,12 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 		// The Go producer path that `enqueue sms` takes, for speed; one through
 		// the command itself, to see that it books too. Each message's slot is
 		// booked first under its task id, with the limiter the producer uses,
-		// so the test knows it: EnqueueSMS finds that booking and keeps it.
+		// so the test knows it: the producer finds that booking and keeps it.
 		booker, err := ratelimit.Load(ctx, rdb, ratelimit.Config{})
 		if err != nil {
 			t.Fatalf("the workers' published limits: %v", err)
 		}
-		client := asynq.NewClientFromRedisClient(rdb)
+		prod := &producer.Producer{Redis: rdb, Booker: booker}
 		booked := map[string]time.Time{} // recipient → booked slot
 		var slots, bookedBy []time.Time
 		for i := range bulk {
@@ -107,12 +108,12 @@ func TestSenderLimitSharedByTwoWorkers(t *testing.T) {
 				t.Fatal(err)
 			}
 			bookedBy = append(bookedBy, time.Now())
-			info, err := tasks.EnqueueSMS(ctx, client, booker, p, tasks.Rules{}, asynq.Queue(tasks.QueueBulk), asynq.TaskID(id))
+			res, err := prod.SendSMS(ctx, producer.SMS{SMSPayload: p, Queue: tasks.QueueBulk, Key: id})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.State == asynq.TaskStateScheduled && info.NextProcessAt.Unix() != d.At.Unix() {
-				t.Fatalf("%s booked for %s, scheduled for %s: the producer did not keep the booking", id, d.At, info.NextProcessAt)
+			if res.State == asynq.TaskStateScheduled.String() && res.RunAt.Unix() != d.At.Unix() {
+				t.Fatalf("%s booked for %s, scheduled for %s: the producer did not keep the booking", id, d.At, res.RunAt)
 			}
 			booked[p.To] = d.At
 			slots = append(slots, d.At)

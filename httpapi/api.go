@@ -2,18 +2,17 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/campaign"
-	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
@@ -31,19 +30,16 @@ const (
 	callStatusTimeout = 15 * time.Second
 )
 
-// enqueued is the answer to a task-making action: 202 when the task was
-// queued by this request, 200 when Idempotency-Key named an existing task.
-type enqueued struct {
-	TaskID string `json:"taskId"`
-	Queue  string `json:"queue"`
-	State  string `json:"state"`
-}
-
-var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+var idempotencyKeyPattern = tasks.KeyPattern
 
 func (s *Server) routeAPI(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/actions", s.handleActions)
-	mux.HandleFunc("/v1/tasks/{id}", s.handleTask)
+	mux.HandleFunc("GET /v1/tasks/{id}", s.handleTask)
+	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)
+	mux.HandleFunc("/v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", r.URL.Path+" takes GET or DELETE")
+	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.Method+" "+fieldName(r.URL.Path))
 	})
@@ -58,7 +54,8 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 	return false
 }
 
-// POST /v1/actions
+// POST /v1/actions: the body is decoded and run by the producer; this
+// handler only turns the outcome into an HTTP answer.
 func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, r, http.MethodPost) {
 		return
@@ -69,7 +66,7 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if key != "" && !idempotencyKeyPattern.MatchString(key) {
-		writeError(w, http.StatusUnprocessableEntity, CodeInvalidField, "Idempotency-Key",
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, "Idempotency-Key",
 			"must be 1-128 letters, digits, '.', '_', ':' or '-' (a UUID fits)")
 		return
 	}
@@ -80,55 +77,51 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "", "request body is over 64 KiB")
 			return
 		}
-		writeError(w, http.StatusBadRequest, CodeMalformedJSON, "", "could not read the request body")
+		writeError(w, http.StatusBadRequest, producer.CodeMalformedJSON, "", "could not read the request body")
 		return
 	}
-	a, err := DecodeAction(body)
+	p := s.producer()
+	a, err := p.Decode(body)
 	if err != nil {
 		writeActionError(w, err)
 		return
 	}
-
-	var task *asynq.Task
-	var submit func(context.Context) (*asynq.TaskInfo, error)
-	switch a.Name {
-	case ActionGetCallStatus:
-		s.callStatus(w, r, a.CallSID)
+	a.Key = key
+	if p.Redis == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "this server has no task queue")
 		return
-	case ActionSendBulkSMS:
-		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Durability: s.Durability}, a.Bulk)
+	}
+	if a.Name == producer.ActionMakeCall && s.Calls == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
+		return
+	}
+	ctx := r.Context()
+	switch a.Name {
+	case producer.ActionSendSMS, producer.ActionMakeCall:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, redisTimeout)
+		defer cancel()
+	case producer.ActionGetCallStatus:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callStatusTimeout)
+		defer cancel()
+	}
+	out, err := p.Do(ctx, a)
+	if a.Name == producer.ActionSendBulkSMS {
+		sum, _ := out.(campaign.Summary)
 		s.answerCampaign(w, a.Bulk, sum, err)
 		return
-	case ActionSendSMS:
-		task, err = tasks.NewSendSMSTask(a.SMS, s.Rules, taskOptions(a, key)...)
-		// The producer path books the message's send slot under the rate
-		// limits, so its handler runs once however long the backlog.
-		submit = func(ctx context.Context) (*asynq.TaskInfo, error) {
-			return tasks.EnqueueSMS(ctx, s.Client, s.Booker, a.SMS, s.Rules, taskOptions(a, key)...)
-		}
-	case ActionMakeCall:
-		if s.Calls == nil {
-			writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
-			return
-		}
-		task, err = tasks.NewMakeCallTask(a.Call, s.Rules, taskOptions(a, key)...)
 	}
 	if err != nil {
-		writeTaskError(w, err, s)
+		s.writeProducerError(w, err)
 		return
 	}
-	s.enqueue(w, r, task, submit, key, wait)
-}
-
-func taskOptions(a Action, key string) []asynq.Option {
-	var opts []asynq.Option
-	if a.Priority != "" {
-		opts = append(opts, asynq.Queue(a.Priority))
+	switch v := out.(type) {
+	case producer.Result:
+		s.answerTask(w, r, v, wait)
+	default:
+		writeJSON(w, http.StatusOK, v)
 	}
-	if key != "" {
-		opts = append(opts, asynq.TaskID(key))
-	}
-	return opts
 }
 
 // parseWait reads ?wait=: a Go duration up to MaxWait, or absent.
@@ -139,88 +132,44 @@ func parseWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > MaxWait {
-		writeError(w, http.StatusUnprocessableEntity, CodeInvalidField, "wait", "must be a duration from 0s to "+MaxWait.String()+", e.g. 10s")
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, "wait", "must be a duration from 0s to "+MaxWait.String()+", e.g. 10s")
 		return 0, false
 	}
 	return d, true
 }
 
-// enqueue queues task (through submit when given), or with an
-// Idempotency-Key finds the task queued before under that key, and answers;
-// with wait it first waits for the task's result.
-func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Task, submit func(context.Context) (*asynq.TaskInfo, error), key string, wait time.Duration) {
-	if s.Client == nil || s.Inspector == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "this server has no task queue")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
-	defer cancel()
+// answerTask answers a queued task: 202 {"taskId","queue","state"} (200 when
+// the key named a task queued before); with wait, first waits for its
+// result: 200 and the result, or 502 when it was refused for good.
+func (s *Server) answerTask(w http.ResponseWriter, r *http.Request, res producer.Result, wait time.Duration) {
 	status := http.StatusAccepted
-	var info *asynq.TaskInfo
-	var err error
-	if key != "" {
-		// asynq's task ids are unique per queue: look in every queue first,
-		// so that a retry with another priority still finds the task.
-		info, err = tasks.Find(s.Inspector, key)
-		switch {
-		case err == nil:
-			status = http.StatusOK
-		case errors.Is(err, tasks.ErrTaskNotFound):
-			info, err = nil, nil
-		}
+	if res.Existing {
+		status = http.StatusOK
 	}
-	if info == nil && err == nil {
-		if submit == nil {
-			submit = func(ctx context.Context) (*asynq.TaskInfo, error) { return s.Client.EnqueueContext(ctx, task) }
-		}
-		info, err = submit(ctx)
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			status = http.StatusOK
-			info, err = tasks.Find(s.Inspector, key)
-		} else if err == nil {
-			s.logQueued(ctx, task, info)
-		}
-	}
-	if err != nil {
-		s.logger().Error("enqueue from the HTTP API", "type", task.Type(), "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")
-		return
-	}
-	if err := s.Durability.ConfirmTask(ctx, s.Redis, info.Queue, info.ID); err != nil {
-		s.logger().Error("enqueue from the HTTP API not confirmed by the Redis replicas", "task", info.ID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "",
-			"the task queue's replicas did not confirm the task (REDIS_WAIT_REPLICAS); it may be lost in a failover: try again with the same Idempotency-Key")
-		return
-	}
-	if info.Type != task.Type() {
-		writeError(w, http.StatusConflict, "idempotency_conflict", "Idempotency-Key",
-			"names a task of another type ("+info.Type+")")
-		return
-	}
-	w.Header().Set("Location", "/v1/tasks/"+info.ID)
-	if status == http.StatusAccepted {
-		s.logger().Info("task enqueued over HTTP", "task", info.ID, "type", info.Type, "queue", info.Queue)
-	}
-	if wait > 0 {
-		info = s.waitDone(r.Context(), info, wait)
-		switch info.State {
-		case asynq.TaskStateCompleted:
-			if result := tasks.StatusOf(info).Result; len(result) > 0 {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusOK)
-				_, _ = w.Write(append(result, '\n'))
+	w.Header().Set("Location", "/v1/tasks/"+res.TaskID)
+	if wait > 0 && res.State != "canceled" {
+		if info, err := s.producer().Inspector.GetTaskInfo(res.Queue, res.TaskID); err == nil {
+			info = s.waitDone(r.Context(), info, wait)
+			res.State = info.State.String()
+			switch info.State {
+			case asynq.TaskStateCompleted:
+				if result := tasks.StatusOf(info).Result; len(result) > 0 {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusOK)
+					_, _ = w.Write(append(result, '\n'))
+					return
+				}
+				status = http.StatusOK
+			case asynq.TaskStateArchived:
+				writeJSON(w, http.StatusBadGateway, map[string]any{
+					"error":  apiError{Code: "send_failed", Message: info.LastErr},
+					"taskId": info.ID, "queue": info.Queue, "state": info.State.String(),
+				})
 				return
 			}
-			status = http.StatusOK
-		case asynq.TaskStateArchived:
-			writeJSON(w, http.StatusBadGateway, map[string]any{
-				"error":  apiError{Code: "send_failed", Message: info.LastErr},
-				"taskId": info.ID, "queue": info.Queue, "state": info.State.String(),
-			})
-			return
 		}
 	}
-	writeJSON(w, status, enqueued{TaskID: info.ID, Queue: info.Queue, State: info.State.String()})
+	writeJSON(w, status, res)
 }
 
 // waitDone polls the task until it is completed or archived, wait runs out
@@ -253,15 +202,12 @@ func (s *Server) waitDone(ctx context.Context, info *asynq.TaskInfo, wait time.D
 
 // GET /v1/tasks/{id}
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
-	if !allow(w, r, http.MethodGet) {
-		return
-	}
-	if s.Inspector == nil {
+	if s.Inspector == nil && s.Redis == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "this server has no task queue")
 		return
 	}
 	id := r.PathValue("id")
-	info, err := tasks.Find(s.Inspector, id)
+	st, err := s.producer().Status(r.Context(), id)
 	switch {
 	case errors.Is(err, tasks.ErrTaskNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "id", "no task "+quoteShort(id)+" (unknown, or its result has expired)")
@@ -269,46 +215,77 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 		s.logger().Error("look up task", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")
 	default:
-		writeJSON(w, http.StatusOK, tasks.StatusOf(info))
+		writeJSON(w, http.StatusOK, st)
 	}
 }
 
-// callStatus answers getCallStatus.
-func (s *Server) callStatus(w http.ResponseWriter, r *http.Request, sid string) {
-	if s.Calls == nil {
-		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "getCallStatus is not available in this worker")
+// DELETE /v1/tasks/{id}: cancel a task that has not started.
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
+	if s.Inspector == nil && s.Redis == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "this server has no task queue")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), callStatusTimeout)
-	defer cancel()
-	var fetcher tasks.CallFetcher
-	if s.Twilio != nil {
-		fetcher = s.Twilio
-	}
-	v, err := tasks.LookupCall(ctx, s.Calls, fetcher, sid)
-	var tw *twilioapi.Error
+	id := r.PathValue("id")
+	st, err := s.producer().Cancel(r.Context(), id)
 	switch {
-	case err == nil:
-		writeJSON(w, http.StatusOK, v)
-	case errors.Is(err, calls.ErrNotFound) || (errors.As(err, &tw) && tw.Class == twilioapi.ClassNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "callSid", "no such call")
+	case errors.Is(err, tasks.ErrTaskNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "id", "no task "+quoteShort(id)+" (unknown, or its result has expired)")
+	case errors.Is(err, producer.ErrStarted):
+		writeError(w, http.StatusConflict, "already_started", "id", "task "+quoteShort(id)+" cannot be canceled: "+st.State)
+	case err != nil:
+		s.logger().Error("cancel task", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")
 	default:
-		writeTaskError(w, err, s)
+		writeJSON(w, http.StatusOK, st)
 	}
 }
 
-// writeActionError answers a DecodeAction error.
+// writeActionError answers a producer.Decode error.
 func writeActionError(w http.ResponseWriter, err error) {
-	var ae *ActionError
+	var ae *producer.ActionError
 	if !errors.As(err, &ae) {
-		writeError(w, http.StatusBadRequest, CodeMalformedJSON, "", "malformed request")
+		writeError(w, http.StatusBadRequest, producer.CodeMalformedJSON, "", "malformed request")
 		return
 	}
 	status := http.StatusUnprocessableEntity
-	if ae.Code == CodeMalformedJSON {
+	if ae.Code == producer.CodeMalformedJSON {
 		status = http.StatusBadRequest
 	}
 	writeError(w, status, ae.Code, ae.Field, ae.Error())
+}
+
+// writeProducerError answers an error of the producer: bad input 4xx
+// naming the field, a key's conflict 409, an unknown call 404, Redis
+// trouble 503.
+func (s *Server) writeProducerError(w http.ResponseWriter, err error) {
+	var ae *producer.ActionError
+	var fe *tasks.FieldError
+	var tw *twilioapi.Error
+	switch {
+	case errors.As(err, &ae):
+		writeActionError(w, err)
+	case errors.As(err, &fe):
+		field := fe.Field
+		if field == "key" {
+			field = "Idempotency-Key"
+		}
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, field, fe.Error())
+	case errors.Is(err, producer.ErrConflict):
+		writeError(w, http.StatusConflict, "idempotency_conflict", "Idempotency-Key", err.Error())
+	case errors.Is(err, calls.ErrNotFound) || (errors.As(err, &tw) && tw.Class == twilioapi.ClassNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "callSid", "no such call")
+	case errors.Is(err, producer.ErrUnavailable):
+		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "not available in this worker")
+	case errors.Is(err, redisconn.ErrNotReplicated):
+		s.logger().Error("enqueue from the HTTP API not confirmed by the Redis replicas", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "",
+			"the task queue's replicas did not confirm the task (REDIS_WAIT_REPLICAS); it may be lost in a failover: try again with the same Idempotency-Key")
+	case errors.As(err, &tw), errors.Is(err, context.DeadlineExceeded):
+		writeTaskError(w, err, s)
+	default:
+		s.logger().Error("enqueue from the HTTP API", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")
+	}
 }
 
 // writeTaskError answers an error of a task constructor or call lookup:
@@ -319,7 +296,7 @@ func writeTaskError(w http.ResponseWriter, err error, s *Server) {
 	var tw *twilioapi.Error
 	switch {
 	case errors.As(err, &fe):
-		writeError(w, http.StatusUnprocessableEntity, CodeInvalidField, fe.Field, fe.Error())
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, fe.Field, fe.Error())
 	case errors.As(err, &tw):
 		writeError(w, http.StatusBadGateway, "twilio_error", "", tw.Error())
 	case errors.Is(err, context.DeadlineExceeded):
@@ -327,22 +304,5 @@ func writeTaskError(w http.ResponseWriter, err error, s *Server) {
 	default:
 		s.logger().Error("HTTP API", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "", "internal error; it has been logged")
-	}
-}
-
-// logQueued records a task queued through the API in the communications log.
-func (s *Server) logQueued(ctx context.Context, task *asynq.Task, info *asynq.TaskInfo) {
-	if s.Log == nil {
-		return
-	}
-	var p struct{ To string }
-	_ = json.Unmarshal(task.Payload(), &p)
-	channel := "sms"
-	if task.Type() == tasks.TypeMakeCall {
-		channel = "voice"
-	}
-	if err := s.Log.Append(ctx, commlog.Entry{Event: commlog.Queued, Channel: channel, TaskID: info.ID,
-		To: p.To, Reason: "queue " + info.Queue + " (HTTP API)"}); err != nil {
-		s.logger().Warn("communications log append failed", "err", err)
 	}
 }

@@ -15,7 +15,22 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
+)
+
+// The seed's three examples (docs: Twilio Integration, "Available Actions").
+const (
+	seedSendSMS       = `{"action":"sendSMS","arguments":{"to":"+14155551234","body":"Your verification code is 123456"}}`
+	seedMakeCall      = `{"action":"makeCall","arguments":{"to":"+14155551234","url":"https://your-server.com/twiml/welcome"}}`
+	seedGetCallStatus = `{"action":"getCallStatus","arguments":{"callSid":"CA0123456789abcdef0123456789abcdef"}}`
+)
+
+// The error codes of the answers.
+const (
+	CodeMalformedJSON = producer.CodeMalformedJSON
+	CodeUnknownAction = producer.CodeUnknownAction
+	CodeInvalidField  = producer.CodeInvalidField
 )
 
 // apiServer is the HTTP API on a private redis-server, with no task server
@@ -210,7 +225,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"wait too long", "POST", "/v1/actions?wait=1h", seedSendSMS, nil, 422, CodeInvalidField, "wait"},
 		{"over 64 KiB", "POST", "/v1/actions", sms(`"to":"+14155551234","body":"` + strings.Repeat("x", 70<<10) + `"`), nil, 413, "too_large", ""},
 		{"GET actions", "GET", "/v1/actions", "", nil, 405, "method_not_allowed", ""},
-		{"DELETE task", "DELETE", "/v1/tasks/x", "", nil, 405, "method_not_allowed", ""},
+		{"PUT task", "PUT", "/v1/tasks/x", "", nil, 405, "method_not_allowed", ""},
 		{"unknown task", "GET", "/v1/tasks/no-such-task", "", nil, 404, "not_found", "id"},
 		{"unknown endpoint", "GET", "/v1/nothing", "", nil, 404, "not_found", ""},
 		{"makeCall without calls", "POST", "/v1/actions", seedMakeCall, nil, 501, "not_implemented", "action"},

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sbagenthub/twilio-worker/campaign"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -45,7 +45,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed_request", "", "could not read the request body")
 		return
 	}
-	d := campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Durability: s.Durability}
+	p := s.producer()
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
 		sum campaign.Summary
@@ -53,17 +53,15 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 	)
 	switch mt {
 	case "application/json", "":
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "malformed_json", "", "body must be JSON {\"campaign\",\"body\",\"recipients\":[…]}: "+err.Error())
+		if req, err = producer.DecodeCampaign(raw); err != nil {
+			writeActionError(w, err)
 			return
 		}
-		sum, err = campaign.Submit(r.Context(), d, req)
+		sum, err = p.SubmitCampaign(r.Context(), req, nil)
 	case "text/csv", "text/plain":
 		q := r.URL.Query()
 		req = campaign.Request{Campaign: q.Get("campaign"), Body: q.Get("body"), From: q.Get("from"), Class: q.Get("class")}
-		sum, err = campaign.SubmitFile(r.Context(), d, req, bytes.NewReader(raw))
+		sum, err = p.SubmitCampaignFile(r.Context(), req, bytes.NewReader(raw), nil)
 	case "multipart/form-data":
 		var list []byte
 		req, list, err = readCampaignForm(raw, params["boundary"])
@@ -75,7 +73,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnprocessableEntity, "invalid_field", "file", "is required: the recipient list as a file part named \"file\"")
 			return
 		}
-		sum, err = campaign.SubmitFile(r.Context(), d, req, bytes.NewReader(list))
+		sum, err = p.SubmitCampaignFile(r.Context(), req, bytes.NewReader(list), nil)
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",
 			"must be application/json, text/csv or multipart/form-data")

@@ -8,8 +8,13 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,12 +22,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
-	"github.com/sbagenthub/twilio-worker/commlog"
-	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
@@ -30,24 +34,22 @@ import (
 // Server holds what the handlers need. Fields left nil disable the routes
 // that need them.
 type Server struct {
-	Redis redis.UniversalClient
-	// Durability (REDIS_WAIT_REPLICAS) confirms each enqueue with the
-	// replicas before it is answered; zero: no confirmation.
-	Durability redisconn.Durability
-	Client     *asynq.Client
-	Inspector  *asynq.Inspector
-	OptOuts    *optout.Store
-	Calls      *calls.Store
-	Ledger     *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
-	Tracker    *tasks.Tracker
-	Booker     tasks.Booker // books sendSMS slots under the rate limits; nil: none
-	Pool       *pool.Pool   // the sender pool (/v1/pool); nil: none
-	Log        *commlog.Log // communications log: tasks queued here are recorded
-	Twilio     *twilioapi.Client
-	Rules      tasks.Rules
-	Registry   *prometheus.Registry
-	Metrics    *metrics.Metrics
-	Logger     *slog.Logger
+	Redis     redis.UniversalClient
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	OptOuts   *optout.Store
+	Calls     *calls.Store
+	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
+	Tracker   *tasks.Tracker
+	Pool      *pool.Pool // the sender pool (/v1/pool); nil: none
+	// Producer queues every task of /v1/actions and /v1/campaigns; nil makes
+	// one from Redis, Client, Inspector, Calls, Twilio and Rules.
+	Producer *producer.Producer
+	Twilio   *twilioapi.Client
+	Rules    tasks.Rules
+	Registry *prometheus.Registry
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 
 	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
 	AuthToken twilioapi.Secret
@@ -58,6 +60,26 @@ type Server struct {
 	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
 	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
 	HelpText string
+
+	once sync.Once
+}
+
+// producer is Producer, or one made from the server's fields.
+func (s *Server) producer() *producer.Producer {
+	s.once.Do(func() {
+		if s.Producer == nil {
+			p := &producer.Producer{Redis: s.Redis, Client: s.Client, Inspector: s.Inspector, Calls: s.Calls,
+				Rules: s.Rules, Source: "HTTP API", Logger: s.Logger}
+			if s.Twilio != nil {
+				p.Fetcher = s.Twilio
+			}
+			s.Producer = p
+		}
+		if s.Producer.Inspector == nil && s.Producer.Redis != nil {
+			s.Producer.Inspector = asynq.NewInspectorFromRedisClient(s.Producer.Redis)
+		}
+	})
+	return s.Producer
 }
 
 // Handler returns the routes.
@@ -106,4 +128,33 @@ type apiError struct {
 
 func writeError(w http.ResponseWriter, status int, code, field, message string) {
 	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: message, Field: field}})
+}
+
+// fieldName makes a client-supplied name safe and short enough to echo
+// back: printable, at most 64 characters, never empty.
+func fieldName(s string) string {
+	if s == "" {
+		return `""`
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n++; n > 64 {
+			b.WriteString("…")
+			break
+		}
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// quoteShort quotes a client-supplied value for a message, shortened.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return fmt.Sprintf("%q", s)
 }

@@ -244,3 +244,17 @@ func (l *Ledger) Reconcile(ctx context.Context, e Entry, candidates []Candidate)
 	}
 	return "", nil
 }
+
+// Forget deletes the task's entry for recipient to: its id now names a new
+// task (a reused idempotency key after the old task's lifetime), which must
+// send afresh. An entry for another recipient has another key, so it cannot
+// be taken for the new task's. The legacy key (before hash tags) goes too.
+func (l *Ledger) Forget(ctx context.Context, taskID, to string) error {
+	if err := l.rdb.Del(ctx, entryKey(taskID, to)).Err(); err != nil {
+		return fmt.Errorf("forget the send ledger of %s: %w", taskID, err)
+	}
+	if err := l.rdb.Del(ctx, legacyEntryKey(taskID)).Err(); err != nil {
+		return fmt.Errorf("forget the send ledger of %s: %w", taskID, err)
+	}
+	return nil
+}

@@ -31,7 +31,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		SMSSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "sms_sent_total", Help: "Messages accepted by Twilio."}),
 		SMSSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
-			Name: "sms_skipped_total", Help: "Messages not sent, by reason (optout, quiet_hours, expired, canceled, invalid)."}, []string{"reason"}),
+			Name: "sms_skipped_total", Help: "Messages not sent (quiet_hours: deferred, counted at each deferral), by reason (optout, no_consent, quiet_hours, unknown_timezone, expired, canceled, invalid)."}, []string{"reason"}),
 		TwilioRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "twilio_requests_total", Help: "Requests to Twilio by operation and outcome (HTTP status or Twilio code)."}, []string{"op", "code"}),
 		TwilioDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace,

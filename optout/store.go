@@ -41,9 +41,6 @@ import (
 // ErrOptedOut is the condition of a recipient who asked not to be contacted.
 var ErrOptedOut = errors.New("recipient opted out")
 
-// ErrNoConsent is the condition of a marketing recipient without recorded consent.
-var ErrNoConsent = errors.New("no consent")
-
 // Channel is what a number opted out of or consented to.
 type Channel string
 

@@ -220,6 +220,24 @@ func (l *Limiter) BookSMS(ctx context.Context, m Message) (Decision, error) {
 	return l.eval(ctx, "book", m.TaskID, l.smsLimits(m), m.NotAfter)
 }
 
+// Release gives back the slot a message's task holds (booked at enqueue, or
+// while it waited) when the message will not go at that slot: deferred by
+// quiet hours, skipped, expired, canceled. The next message of the same
+// sender and recipient may take it. A task that holds nothing changes
+// nothing.
+func (l *Limiter) Release(ctx context.Context, m Message) error {
+	_, err := l.eval(ctx, "release", m.TaskID, l.smsLimits(m), time.Time{})
+	return err
+}
+
+// Refund gives back what AdmitSMS charged a message that then did not go
+// (the recipient opted out in the meantime, its campaign was canceled,
+// Twilio refused it for good).
+func (l *Limiter) Refund(ctx context.Context, m Message) error {
+	_, err := l.eval(ctx, "refund", m.TaskID, l.smsLimits(m), time.Time{})
+	return err
+}
+
 // AdmitCall is AdmitSMS for an outbound call (CALL_RATE per account).
 func (l *Limiter) AdmitCall(ctx context.Context, taskID string, notAfter time.Time) (Decision, error) {
 	var lims []limit
@@ -297,7 +315,7 @@ func intervalMicros(r Rate) int64 {
 
 // gcraScript makes one decision. Times are Unix microseconds (exact in Lua's
 // doubles). KEYS[1] is the task's hold, KEYS[2..] the limits.
-// ARGV: mode (admit, first, book), now, maxSleep, notAfter (0: none),
+// ARGV: mode (admit, first, book, release, refund), now, maxSleep, notAfter (0: none),
 // hold grace in ms, then per limit: interval, burst, cost.
 // Answer: {code, time, index of the limit that set the time (0: none)};
 // codes: go (send at time), wait (a slot is held at time), held (booked),
@@ -363,6 +381,25 @@ local function readHold()
   if not v then return nil, false end
   if string.sub(v, 1, 2) == 'g:' then return tonumber(string.sub(v, 3)), true end
   return tonumber(v), false
+end
+
+-- Giving back: a slot not used is the next message's. A plan before now
+-- is now, so the floor keeps the state valid.
+local function giveBack(times)
+  for i = 1, n do times[i] = math.max(now, times[i] - C[i] * I[i]) end
+end
+if mode == 'release' then
+  local h, gated = readHold()
+  if not h then return {'none', fmt(now), 0} end
+  redis.call('DEL', KEYS[1])
+  giveBack(plan)
+  if gated then giveBack(gate) end
+  save()
+  return {'released', fmt(h), 0}
+end
+if mode == 'refund' then
+  giveBack(plan); giveBack(gate); save()
+  return {'released', fmt(now), 0}
 end
 
 if mode == 'book' then

@@ -9,6 +9,9 @@ import (
 
 // Rate is N events per Per, with bursts of up to Burst (at least 1).
 // Written "N/s", "N/m" or "N/h", optionally ":B" for a burst of B ("30/m:5").
+// Without ":B", "N/m" and "N/h" allow all N at once (up to N in any minute
+// or hour, as people read them) and "N/s" spaces events 1/N s apart (the
+// pace Twilio's own queue keeps per sender).
 type Rate struct {
 	N     int
 	Per   time.Duration
@@ -21,10 +24,19 @@ func (r Rate) Interval() time.Duration { return r.Per / time.Duration(r.N) }
 func (r Rate) String() string {
 	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
 	s := fmt.Sprintf("%d/%s", r.N, unit)
-	if r.Burst > 1 {
+	if r.Burst != DefaultBurst(r.N, r.Per) {
 		s += fmt.Sprintf(":%d", r.Burst)
 	}
 	return s
+}
+
+// DefaultBurst is the burst of a rate written without ":B": 1 per second,
+// all n per minute or hour.
+func DefaultBurst(n int, per time.Duration) int {
+	if per <= time.Second {
+		return 1
+	}
+	return n
 }
 
 // ParseRate parses "N/s", "N/m", "N/h" with an optional ":B" burst.
@@ -39,7 +51,7 @@ func ParseRate(s string) (Rate, error) {
 	if err != nil || n <= 0 {
 		return Rate{}, fmt.Errorf("%q: the count must be a whole number above 0", s)
 	}
-	r := Rate{N: n, Burst: 1}
+	r := Rate{N: n}
 	switch strings.TrimSpace(unit) {
 	case "s":
 		r.Per = time.Second
@@ -50,6 +62,7 @@ func ParseRate(s string) (Rate, error) {
 	default:
 		return Rate{}, fmt.Errorf("%q: the unit must be s, m or h", s)
 	}
+	r.Burst = DefaultBurst(n, r.Per)
 	if r.Interval() <= 0 {
 		return Rate{}, fmt.Errorf("%q: too fast to meter", s)
 	}

@@ -12,10 +12,13 @@ func TestParseRate(t *testing.T) {
 		wantErr bool
 	}{
 		{"1/s", Rate{1, time.Second, 1}, false},
-		{"10/m", Rate{10, time.Minute, 1}, false},
+		// N/m and N/h allow N at once (defect 4: "10/m" held a second
+		// message 6 s); ":B" says otherwise; N/s stays spaced.
+		{"10/m", Rate{10, time.Minute, 10}, false},
+		{"10/m:1", Rate{10, time.Minute, 1}, false},
 		{"30/m:5", Rate{30, time.Minute, 5}, false},
 		{" 100/s ", Rate{100, time.Second, 1}, false},
-		{"3/h", Rate{3, time.Hour, 1}, false},
+		{"3/h", Rate{3, time.Hour, 3}, false},
 		{"", Rate{}, true},
 		{"1", Rate{}, true},
 		{"0/s", Rate{}, true},

@@ -25,6 +25,9 @@ const (
 // TwimlMaxChars is Twilio's limit on inline TwiML.
 const TwimlMaxChars = 4000
 
+// URLMaxChars bounds a TwiML URL (browsers' and Twilio's practical limit).
+const URLMaxChars = 2048
+
 // CallPayload is the payload of a call:make task: exactly one of URL, Twiml
 // and Say says what the call does.
 type CallPayload struct {
@@ -53,11 +56,15 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 	}
 	given := 0
 	for _, s := range []string{p.URL, p.Twiml, p.Say} {
-		if strings.TrimSpace(s) != "" {
+		if !Blank(s) {
 			given++
 		}
 	}
 	switch {
+	case given == 0 && p.Say != "":
+		return p, fieldErr("say", "is empty: give the text to read aloud")
+	case given == 0 && p.Twiml != "":
+		return p, fieldErr("twiml", "is empty")
 	case given == 0:
 		return p, fieldErr("url", "one of url, twiml or say is required")
 	case given > 1:
@@ -65,6 +72,9 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 	}
 	switch {
 	case p.URL != "":
+		if len(p.URL) > URLMaxChars {
+			return p, fieldErr("url", "is longer than %d characters", URLMaxChars)
+		}
 		u, err := url.Parse(strings.TrimSpace(p.URL))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return p, fieldErr("url", "must be an absolute http or https URL")
@@ -78,6 +88,9 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 			return p, fieldErr("twiml", "must be a TwiML document: <Response>…</Response>")
 		}
 	case p.Say != "":
+		if !utf8.ValidString(p.Say) {
+			return p, fieldErr("say", "is not valid UTF-8")
+		}
 		if len(SayTwiml(p.Say)) > TwimlMaxChars {
 			return p, fieldErr("say", "is too long for one call's TwiML (%d characters at most)", TwimlMaxChars)
 		}
@@ -138,7 +151,7 @@ func (p PollPayload) Validate() error {
 }
 
 // PollTaskID is the task id of a call's follow-up, so it is made only once.
-func PollTaskID(callSID string) string { return "call-poll:" + callSID }
+func PollTaskID(callSID string) string { return "call-poll" + InternalSep + callSID }
 
 // NewPollCallTask returns the follow-up task of a call, first run after delay.
 func NewPollCallTask(callSID string, delay, resultTTL time.Duration) *asynq.Task {

@@ -2,8 +2,9 @@
 // constructors (which validate and normalise before anything is queued) and
 // handlers (which decide each task's fate from Twilio's answer).
 //
-// Producers build tasks with NewSendSMSTask and enqueue them with an
-// asynq.Client; the worker registers the handlers on an asynq.ServeMux and
+// Producers queue tasks through the producer package (which builds them with
+// NewSendSMSTask and NewMakeCallTask, claims the idempotency key and books
+// the rate-limit slot); the worker registers the handlers on an asynq.ServeMux and
 // configures its server with RetryDelay and IsFailure, so that waiting on a
 // rate limit consumes no retry and transient failures back off with jitter.
 //

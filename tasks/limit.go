@@ -2,12 +2,10 @@ package tasks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/ratelimit"
@@ -26,8 +24,17 @@ type Booker interface {
 	BookSMS(ctx context.Context, m ratelimit.Message) (ratelimit.Decision, error)
 }
 
-// limitMessage is p as the limiter sees it.
-func limitMessage(taskID, queue string, p SMSPayload) ratelimit.Message {
+// Releaser gives back a message's rate-limit slots when it does not go.
+// *ratelimit.Limiter is one.
+type Releaser interface {
+	// Release gives back the slot the task holds (not yet sent).
+	Release(ctx context.Context, m ratelimit.Message) error
+	// Refund gives back what admitting the message charged.
+	Refund(ctx context.Context, m ratelimit.Message) error
+}
+
+// LimitMessage is p as the limiter sees it, for task taskID on queue.
+func LimitMessage(taskID, queue string, p SMSPayload) ratelimit.Message {
 	m := ratelimit.Message{TaskID: taskID, From: p.From, To: p.To, Segments: segment.Count(p.Body),
 		First: queue == QueueCritical}
 	if p.ExpiresAt != nil {
@@ -44,7 +51,7 @@ func limitMessage(taskID, queue string, p SMSPayload) ratelimit.Message {
 func (h *SMSHandler) admit(ctx context.Context, log *slog.Logger, p SMSPayload) (time.Time, error) {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	m := limitMessage(id, queue, p)
+	m := LimitMessage(id, queue, p)
 	for asked := 0; ; asked++ {
 		d, err := h.Limiter.AdmitSMS(ctx, m)
 		if err != nil {
@@ -96,61 +103,4 @@ func (h *SMSHandler) slowSender(ctx context.Context, log *slog.Logger, p SMSPayl
 	if err := h.Limiter.SlowSender(ctx, p.From, until); err != nil {
 		log.Warn("could not slow the sender down", "err", err)
 	}
-}
-
-// EnqueueSMS validates p and queues it: the producer path of the enqueue
-// command, the HTTP API and Go producers.
-//
-// With a Booker, a message for the default or bulk queue is booked its send
-// slot under the worker's limits first and scheduled for that moment, so
-// that its handler runs once however long the sender's backlog is (booking
-// in the handler instead would run every backlogged task twice: once to
-// book, once to send). Messages for the critical queue are not booked: their
-// handler sends them ahead of the booked ones, within the limits. Neither are
-// tasks the caller schedules itself (ProcessAt, ProcessIn).
-//
-// Booking is first come, first served per sender: a default-queue message
-// queued behind a large campaign on the same sender waits its turn, so
-// campaigns should have their own sender (or be queued in chunks), and
-// urgent messages go to the critical queue.
-func EnqueueSMS(ctx context.Context, c *asynq.Client, b Booker, p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	queue, id, scheduled := QueueDefault, "", false
-	for _, o := range opts {
-		switch o.Type() {
-		case asynq.QueueOpt:
-			queue, _ = o.Value().(string)
-		case asynq.TaskIDOpt:
-			id, _ = o.Value().(string)
-		case asynq.ProcessAtOpt, asynq.ProcessInOpt:
-			scheduled = true
-		}
-	}
-	book := b != nil && queue != QueueCritical && !scheduled
-	if book && id == "" {
-		id = uuid.NewString() // the booking is kept under the task's id
-		opts = append(opts, asynq.TaskID(id))
-	}
-	task, err := NewSendSMSTask(p, r, opts...)
-	if err != nil {
-		return nil, err
-	}
-	if !book {
-		return c.EnqueueContext(ctx, task)
-	}
-	var norm SMSPayload
-	if err := json.Unmarshal(task.Payload(), &norm); err != nil {
-		return nil, fmt.Errorf("decode sms payload: %w", err)
-	}
-	d, err := b.BookSMS(ctx, limitMessage(id, queue, norm))
-	if err != nil {
-		return nil, err
-	}
-	// A slot after the message expires is not booked: the task is queued
-	// now and its handler archives it as expired, or sends it if the
-	// sender's backlog has cleared by then.
-	var at []asynq.Option
-	if !d.Late && d.At.After(time.Now()) {
-		at = append(at, asynq.ProcessAt(d.At))
-	}
-	return c.EnqueueContext(ctx, task, at...)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -51,13 +52,13 @@ func TestBookedMessagesRunOnce(t *testing.T) {
 	h := newHarness(t, harnessOpt{limits: &ratelimit.Config{Sender: ratelimit.Rate{N: 20, Per: time.Second, Burst: 1}}})
 	const n = 30
 	var ids []string
+	prod := &producer.Producer{Redis: h.rdb, Client: h.client, Inspector: h.insp, Booker: h.limiter.Limiter}
 	for i := range n {
-		info, err := tasks.EnqueueSMS(bg, h.client, h.limiter.Limiter,
-			tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: "hi"}, tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+		res, err := prod.SendSMS(bg, producer.SMS{SMSPayload: tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: "hi"}, Queue: tasks.QueueBulk})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, info.ID)
+		ids = append(ids, res.TaskID)
 	}
 	for _, id := range ids {
 		if info := h.waitFinal(t, id); info.State != asynq.TaskStateCompleted {

@@ -67,8 +67,9 @@ const (
 // checkMarketing applies Marketing to p. It returns done = true when the
 // task ends here: err is then what ProcessTask returns (nil after a skipped
 // result was written, a *ratelimit.DeferError until the quiet hours end, or
-// an archive error). Called after the opt-out check, immediately before
-// the send.
+// an archive error). Called before the rate limits and the opt-out check
+// (SMSHandler.process): a message that waits for the morning gives back the
+// slot it was booked at enqueue and takes none.
 func (h *SMSHandler) checkMarketing(ctx context.Context, log *slog.Logger, t *asynq.Task, p SMSPayload, now time.Time) (done bool, err error) {
 	if p.Class != ClassMarketing {
 		return false, nil

@@ -75,7 +75,7 @@ func (h *SMSHandler) chooseSender(ctx context.Context, log *slog.Logger, id, rec
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	if !held && h.PoolBooker != nil && queue != QueueCritical && id != "" {
-		d, err := h.PoolBooker.BookSMS(ctx, limitMessage(id, queue, p))
+		d, err := h.PoolBooker.BookSMS(ctx, LimitMessage(id, queue, p))
 		if err != nil {
 			return "", fmt.Errorf("check rate limits: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/pool"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -34,12 +35,12 @@ func TestPooledMessageGoesAroundRefusedNumbers(t *testing.T) {
 	const n = 6
 	ids := make([]string, n)
 	for i := range n {
-		info, err := tasks.EnqueueSMS(bg, h.client, pool.WithPool(h.limiter.Limiter, h.pool),
-			tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: "hi"}, tasks.Rules{})
+		prod := &producer.Producer{Redis: h.rdb, Client: h.client, Inspector: h.insp, Booker: pool.WithPool(h.limiter.Limiter, h.pool)}
+		res, err := prod.SendSMS(bg, producer.SMS{SMSPayload: tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: "hi"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids[i] = info.ID
+		ids[i] = res.TaskID
 	}
 	for i, id := range ids {
 		info := h.waitFinal(t, id)

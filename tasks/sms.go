@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
@@ -47,6 +49,9 @@ const (
 	SendTimeout = 2 * time.Minute
 	// MaxValidFor is Twilio's longest ValidityPeriod (10 hours).
 	MaxValidFor = 10 * time.Hour
+	// MinValidFor is the shortest validFor: Twilio counts ValidityPeriod in
+	// whole seconds.
+	MinValidFor = time.Second
 )
 
 // Rules are the limits input is checked against. Zero values mean defaults.
@@ -104,8 +109,11 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 	if p.From, err = normalizeSender(p.From, r.DefaultRegion); err != nil {
 		return p, err
 	}
-	if strings.TrimSpace(p.Body) == "" {
-		return p, fieldErr("body", "is empty")
+	if !utf8.ValidString(p.Body) {
+		return p, fieldErr("body", "is not valid UTF-8")
+	}
+	if Blank(p.Body) {
+		return p, fieldErr("body", "is empty (nothing in it would show on a phone)")
 	}
 	if p.Class == ClassMarketing {
 		p.Body = WithOptOutFooter(p.Body) // before counting: the footer is part of the message
@@ -136,8 +144,8 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 		switch {
 		case err != nil:
 			return p, fieldErr("validFor", "is not a duration such as 10m or 1h30m")
-		case d <= 0:
-			return p, fieldErr("validFor", "must be positive")
+		case d < MinValidFor:
+			return p, fieldErr("validFor", "must be at least %s", MinValidFor)
 		case d > MaxValidFor:
 			return p, fieldErr("validFor", "must be at most %s (Twilio's longest validity period)", MaxValidFor)
 		}
@@ -147,6 +155,18 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 		}
 	}
 	return p, nil
+}
+
+// Blank reports whether s would show nothing on a phone: only white space,
+// control characters (NUL …) and invisible format characters (zero-width
+// space, byte-order mark, …).
+func Blank(s string) bool {
+	for _, r := range s {
+		if !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) && r != '\u2800' && r != '\u3164' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseNumber parses a phone number for field, as a *FieldError on failure.

@@ -44,8 +44,9 @@ type SMSHandler struct {
 	Ledger *ledger.Ledger
 	// Tracker follows accepted messages to delivery; nil disables it.
 	Tracker *Tracker
-	// Log is the communications log; nil records nothing.
-	Log            *commlog.Log
+	// Comms is the communications log (tw:log); nil records nothing.
+	// Logger is the process's own log.
+	Comms          *commlog.Log
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
@@ -73,7 +74,7 @@ type SMSHandler struct {
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
 // deferred, failed) is appended to the communications log.
 func (h *SMSHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	j := &journal{log: h.Log}
+	j := &journal{log: h.Comms}
 	j.entry.TaskID, _ = asynq.GetTaskID(ctx)
 	err := giveUp(ctx, h.process(withJournal(ctx, j), t))
 	j.outcome(ctx, h.logger(), err)
@@ -125,6 +126,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 
 	now := r.Now()
 	if expired(p, now) {
+		h.release(ctx, log, id, p, false)
 		h.Metrics.Skipped("expired")
 		log.Warn("sms expired before it could be sent", "expiresAt", p.ExpiresAt)
 		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
@@ -133,11 +135,13 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	// Quiet hours and consent first: a marketing message that must wait
 	// for the morning takes no slot from the sender's limit.
 	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
+		h.release(ctx, log, id, p, false)
 		return err
 	}
 
 	// A canceled campaign's message takes no slot from the limits either.
 	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		h.release(ctx, log, id, p, false)
 		return err
 	}
 	if pooled && p.From == "" {
@@ -153,6 +157,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		}
 		now = r.Now() // admit may have slept until the message's moment
 		if expired(p, now) {
+			h.release(ctx, log, id, p, true)
 			h.Metrics.Skipped("expired")
 			return archive("expired: its rate-limit slot came at %s, after it expired", now.UTC().Format(time.RFC3339))
 		}
@@ -165,6 +170,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("check opt-out: %w", err) // Redis trouble: retry
 	}
 	if out {
+		h.release(ctx, log, id, p, h.Limiter != nil)
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
@@ -172,6 +178,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 
 	// Campaign canceled? Checked last, right before the send.
 	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+		h.release(ctx, log, id, p, h.Limiter != nil)
 		return err
 	}
 
@@ -202,7 +209,11 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 				return err
 			}
 		}
-		return h.failed(ctx, log, p, now, err)
+		err = h.failed(ctx, log, p, now, err)
+		if errors.Is(err, asynq.SkipRetry) {
+			h.release(ctx, log, id, p, h.Limiter != nil) // refused for good: it never goes
+		}
+		return err
 	}
 	if h.Ledger != nil {
 		if err := h.Ledger.Commit(ctx, id, p.To, msg.SID); err != nil {
@@ -314,6 +325,27 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 		}
 	}
 	return nil, nil
+}
+
+// release gives the message's rate-limit slots back when it does not go:
+// the slot it holds, or (admitted) what admitting it charged, so that the
+// sender's and recipient's next message need not wait for it.
+func (h *SMSHandler) release(ctx context.Context, log *slog.Logger, id string, p SMSPayload, admitted bool) {
+	rel, ok := h.Limiter.(Releaser)
+	if !ok || id == "" {
+		return
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	m := LimitMessage(id, queue, p)
+	var err error
+	if admitted {
+		err = rel.Refund(ctx, m)
+	} else {
+		err = rel.Release(ctx, m)
+	}
+	if err != nil {
+		log.Warn("could not give the rate-limit slot back", "err", err)
+	}
 }
 
 // track starts following msg to delivery; a failure is logged (the message

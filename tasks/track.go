@@ -60,8 +60,8 @@ type Tracker struct {
 	FirstPoll        time.Duration // first wait; longer when status callbacks are expected
 	RedeliverMax     int           // REDELIVER_MAX; 0 means none
 	RedeliverBackoff time.Duration // first redelivery wait; doubled after
-	Log              *commlog.Log
-	Logger           *slog.Logger
+	Comms            *commlog.Log  // the communications log; nil records nothing
+	Logger           *slog.Logger  // the process's own log
 	Metrics          *metrics.Metrics
 }
 
@@ -191,8 +191,10 @@ func (tr *Tracker) SettleIfFinal(ctx context.Context, rec delivery.Record) error
 }
 
 // Settle acts on a message that has just become final: it logs the outcome
-// and sends the message again after a transient carrier failure. Exactly one
-// caller (callback or poll) sees a message become final.
+// and sends the message again after a transient carrier failure. Whichever
+// of the status callback and the poll sees the final status settles it, and
+// settles it again until MarkSettled succeeds; so it may run more than once
+// for one message: the resend's task id ({id}~redeliver-{n}) makes it queue once.
 func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 	log := logger(tr.Logger).With("sid", rec.SID, "to", phone.Number(rec.To))
 	entry := commlog.Entry{Channel: "sms", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, Status: rec.Status, Code: rec.ErrorCode}
@@ -226,9 +228,9 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 		backoff = RedeliverBackoffDefault
 	}
 	wait := backoff << (p.Redelivery - 1)
-	origin, _, _ := strings.Cut(rec.TaskID, ":redeliver-") // keep ids flat: x:redeliver-1, x:redeliver-2
+	origin, _, _ := strings.Cut(rec.TaskID, RedeliverySep) // keep ids flat: x~redeliver-1, x~redeliver-2
 	task, err := NewSendSMSTask(p, tr.Rules, asynq.Queue(queueOr(rec.Queue)),
-		asynq.TaskID(origin+":redeliver-"+strconv.Itoa(p.Redelivery)), asynq.ProcessIn(wait))
+		asynq.TaskID(origin+RedeliverySep+strconv.Itoa(p.Redelivery)), asynq.ProcessIn(wait))
 	if err != nil {
 		log.Error("cannot redeliver", "err", err)
 		return nil
@@ -243,7 +245,7 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 }
 
 func (tr *Tracker) logEntry(ctx context.Context, log *slog.Logger, e commlog.Entry) {
-	if err := appendDetached(ctx, tr.Log, e); err != nil {
+	if err := appendDetached(ctx, tr.Comms, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }

@@ -3,7 +3,6 @@ package twilioapi
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -139,14 +138,11 @@ func CodeOf(err error) int {
 	return 0
 }
 
-// numberLike matches anything in a message that may be a phone number.
-var numberLike = regexp.MustCompile(`\+?\d[\d \-().]{5,}\d`)
-
 // scrub masks phone numbers in a message from Twilio ("Invalid 'To' Phone
 // Number: +1415***1234") so that none reaches a log or a task's error.
 func scrub(msg string) string {
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
-	return numberLike.ReplaceAllStringFunc(msg, phone.Mask)
+	return phone.MaskText(msg)
 }

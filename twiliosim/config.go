@@ -108,7 +108,7 @@ func (cfg Config) knobs() Knobs {
 	}
 }
 
-// Knobs are the settings that can change while the server runs (SetKnobs,
+// Knobs are the settings that can change while the server runs (UpdateKnobs,
 // POST /sim/config). Unlike Config, zero durations are taken literally.
 type Knobs struct {
 	Latency       Latency

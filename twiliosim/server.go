@@ -33,7 +33,7 @@ type Server struct {
 	created     time.Time
 	mux         *http.ServeMux
 
-	knobsMu  sync.Mutex // serialises SetKnobs and UpdateKnobs
+	knobsMu  sync.Mutex // serialises UpdateKnobs
 	knobs    atomic.Pointer[Knobs]
 	inflight atomic.Int64
 	errSeq   atomic.Uint64
@@ -107,17 +107,6 @@ func (s *Server) AuthToken() string { return s.authToken }
 
 // Knobs returns the current run-time settings.
 func (s *Server) Knobs() Knobs { return *s.knobs.Load() }
-
-// SetKnobs replaces the run-time settings after validating them.
-func (s *Server) SetKnobs(k Knobs) error {
-	if err := k.validate(); err != nil {
-		return err
-	}
-	s.knobsMu.Lock()
-	s.knobs.Store(&k)
-	s.knobsMu.Unlock()
-	return nil
-}
 
 // UpdateKnobs applies change to a copy of the current settings and installs
 // the result if it is valid.

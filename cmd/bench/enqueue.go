@@ -21,7 +21,7 @@ const benchCampaign = "bench"
 // enqueueRate: N recipients into the bulk queue through the producer path,
 // against asynq.Client.Enqueue of as many tasks of the same payload size
 // from 16 goroutines. The producer path is the `enqueue bulk` command when
-// the enqueue binary has it, else tasks.EnqueueSMS (the path of `enqueue
+// the enqueue binary has it, else the producer (producer.SendSMS) (the path of `enqueue
 // sms` and the HTTP API: checks, a booked slot, the enqueue) from 16
 // goroutines; the note says which.
 func enqueueRate(ctx context.Context, e *env) (result, error) {
@@ -86,10 +86,10 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 		}
 		took = time.Since(start)
 	} else {
-		note = "Measured: tasks.EnqueueSMS from 16 goroutines (this branch's enqueue has no `bulk` subcommand)"
+		note = "Measured: the producer (producer.SendSMS) from 16 goroutines (this branch's enqueue has no `bulk` subcommand)"
 		start := time.Now()
 		err = parallel(ctx, n, producers, func(i int) error {
-			_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+			_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
 			return err
 		})
 		took = time.Since(start)

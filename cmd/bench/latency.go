@@ -17,7 +17,7 @@ import (
 const sampleEvery = 20 * time.Millisecond
 
 // latency: how long a critical message takes from just before its enqueue
-// (tasks.EnqueueSMS on the critical queue) to the simulator's createdAt for
+// (the producer (producer.SendSMS) on the critical queue) to the simulator's createdAt for
 // it, idle and while a bulk campaign drains; baseline: bare asynq, from just
 // before Enqueue to its no-op handler's start, idle.
 func latency(ctx context.Context, e *env) (result, error) {
@@ -59,7 +59,7 @@ func latency(ctx context.Context, e *env) (result, error) {
 	client := asynq.NewClientFromRedisClient(rdb)
 	critical := func(phase string, i int) (string, error) {
 		p := tasks.SMSPayload{To: benchNumber(200000 + i), Body: fmt.Sprintf("latency %s %d: your code is 123456", phase, i), ValidFor: "10m"}
-		_, err := tasks.EnqueueSMS(ctx, client, booker, p, tasks.Rules{}, asynq.Queue(tasks.QueueCritical))
+		_, err := enqueueSMS(ctx, rdb, client, booker, p, tasks.Rules{}, asynq.Queue(tasks.QueueCritical))
 		return p.Body, err
 	}
 
@@ -78,7 +78,7 @@ func latency(ctx context.Context, e *env) (result, error) {
 		return result{}, err
 	}
 	err = parallel(ctx, campaign, producers, func(i int) error {
-		_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
 		return err
 	})
 	if err != nil {

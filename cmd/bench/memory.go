@@ -12,7 +12,7 @@ import (
 )
 
 // memory: Redis bytes per pending task, from INFO used_memory before and
-// after queuing N: sms:send through tasks.EnqueueSMS (with the slot booking
+// after queuing N: sms:send through the producer (producer.SendSMS) (with the slot booking
 // a worker's published limits ask for) against bare asynq tasks with the
 // payload {} and no options.
 func memory(ctx context.Context, e *env) (result, error) {
@@ -45,7 +45,7 @@ func memory(ctx context.Context, e *env) (result, error) {
 	}
 	client = asynq.NewClientFromRedisClient(rdb)
 	ours, err := bytesPerTask(ctx, rdb, n, func(i int) error {
-		_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, ""), tasks.Rules{})
+		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, ""), tasks.Rules{})
 		return err
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ func poolNumber(i int) string { return fmt.Sprintf("+1212555%04d", 100+i) }
 
 // senderPool: two workers share a sender pool of 20 numbers at 5/s each; a
 // campaign of 10,000 messages without a sender is queued through
-// tasks.EnqueueSMS with the pool's booker (each booked against the pool's
+// producer.SendSMS with the pool's booker (each booked against the pool's
 // summed rate, 100/s). It reports the achieved rate against 100/s, the
 // busiest number-second (the most one number sent in any one-second window,
 // from the simulator's records) and handler runs per message.
@@ -73,7 +73,7 @@ func senderPool(ctx context.Context, e *env) (result, error) {
 	defer client.Close()
 	began := time.Now()
 	if err := parallel(ctx, poolN, 16, func(i int) error {
-		_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, benchCampaign), tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
 		return err
 	}); err != nil {
 		return result{}, fmt.Errorf("enqueue: %w", err)

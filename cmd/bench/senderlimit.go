@@ -20,7 +20,7 @@ const (
 
 // senderLimit: two worker processes share one sender limited to 20
 // segments/s; a backlog of single-segment messages to distinct recipients is
-// queued through tasks.EnqueueSMS (the path of `enqueue sms`: each message is
+// queued through the producer (producer.SendSMS) (the path of `enqueue sms`: each message is
 // booked its slot with the limits the workers published). It reports the
 // achieved rate against the configured one, the most messages the simulator
 // received in any one-second window, and handler runs per message sent.
@@ -59,7 +59,7 @@ func senderLimit(ctx context.Context, e *env) (result, error) {
 	client := asynq.NewClientFromRedisClient(rdb)
 	for i := range n {
 		p := tasks.SMSPayload{To: fmt.Sprintf("+1415555%04d", i), Body: fmt.Sprintf("bench message %d", i)}
-		if _, err := tasks.EnqueueSMS(ctx, client, booker, p, tasks.Rules{}); err != nil {
+		if _, err := enqueueSMS(ctx, rdb, client, booker, p, tasks.Rules{}); err != nil {
 			return result{}, fmt.Errorf("enqueue message %d: %w", i, err)
 		}
 	}

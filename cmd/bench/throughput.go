@@ -99,7 +99,7 @@ type drained struct {
 
 // drainPipeline starts the simulator (answering after lat) and a worker with
 // noLimits and extra, queues n messages on the paused default queue through
-// tasks.EnqueueSMS, resumes the queue and times until every sms:send task
+// producer.SendSMS, resumes the queue and times until every sms:send task
 // is completed.
 func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int, redisAddr string, n int, lat time.Duration, extra ...string) (drained, error) {
 	sim, simURL, stopSim, err := startSim()
@@ -128,7 +128,7 @@ func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int,
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	err = parallel(ctx, n, producers, func(i int) error {
-		_, err := tasks.EnqueueSMS(ctx, client, booker, smsPayload(i, ""), tasks.Rules{}, asynq.TaskID(fmt.Sprintf("tp-%d", i)))
+		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, ""), tasks.Rules{}, asynq.TaskID(fmt.Sprintf("tp-%d", i)))
 		return err
 	})
 	if err != nil {

@@ -8,10 +8,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/sbagenthub/twilio-worker/campaign"
-	"github.com/sbagenthub/twilio-worker/httpapi"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -45,32 +43,21 @@ func cmdAction(args []string, e env) error {
 	if len(data) > actionMaxBytes {
 		return badInput("the action is over %d MiB", actionMaxBytes>>20)
 	}
-	a, err := httpapi.DecodeAction(data)
-	if err != nil {
-		return inputError{err}
-	}
-	r, err := rules(e)
+	a, err := producer.Decode(data)
 	if err != nil {
 		return err
 	}
-	var opts []asynq.Option
-	if a.Priority != "" {
-		opts = append(opts, asynq.Queue(a.Priority))
-	}
 	switch a.Name {
-	case httpapi.ActionSendSMS:
-		return enqueueSMS(e, a.SMS, r, "", opts)
-	case httpapi.ActionMakeCall:
-		task, err := tasks.NewMakeCallTask(a.Call, r, opts...)
-		if err != nil {
-			return err
-		}
-		norm, _ := a.Call.Normalize(r)
-		return enqueueTask(e, task, "", norm.To)
-	case httpapi.ActionGetCallStatus:
+	case producer.ActionSendSMS, producer.ActionMakeCall:
+		return withProducer(e, func(ctx context.Context, p *producer.Producer) (producer.Result, error) {
+			out, err := p.Do(ctx, a)
+			res, _ := out.(producer.Result)
+			return res, err
+		})
+	case producer.ActionGetCallStatus:
 		return cmdCallStatus([]string{a.CallSID}, e)
-	case httpapi.ActionSendBulkSMS:
-		dur, err := durability(e)
+	case producer.ActionSendBulkSMS:
+		r, err := rules(e)
 		if err != nil {
 			return err
 		}
@@ -81,7 +68,11 @@ func cmdAction(args []string, e env) error {
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Durability: dur, Rules: r}, a.Bulk)
+		p, err := newProducer(ctx, e, rdb, r)
+		if err != nil {
+			return err
+		}
+		sum, err := p.SubmitCampaign(ctx, a.Bulk, nil)
 		switch {
 		case errors.Is(err, campaign.ErrCanceled):
 			return inputError{err}

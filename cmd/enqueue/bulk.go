@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/campaign"
+	"github.com/sbagenthub/twilio-worker/producer"
 )
 
 // cmdBulk queues one message per recipient of a file (or stdin): enqueue
@@ -46,10 +47,6 @@ func cmdBulk(args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	dur, err := durability(e)
-	if err != nil {
-		return err
-	}
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err
@@ -57,11 +54,15 @@ func cmdBulk(args []string, e env) error {
 	defer rdb.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	d := campaign.Deps{Redis: rdb, Durability: dur, Rules: r, Workers: workers, Progress: func(p campaign.Progress) {
+	prod, err := newProducer(ctx, e, rdb, r)
+	if err != nil {
+		return err
+	}
+	o := &producer.CampaignOptions{Workers: workers, Progress: func(p campaign.Progress) {
 		fmt.Fprintf(e.stderr, "bulk %s: read %d, enqueued %d, already queued %d, duplicates %d, invalid %d, opted out %d\n",
 			req.Campaign, p.Read, p.Enqueued, p.AlreadyQueued, p.Duplicates, p.Invalid, p.OptedOut)
 	}}
-	sum, err := campaign.SubmitFile(ctx, d, req, in)
+	sum, err := prod.SubmitCampaignFile(ctx, req, in, o)
 	switch {
 	case err == nil:
 		return printJSON(e.stdout, sum)

@@ -7,95 +7,35 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 func cmdCall(args []string, e env) error {
 	fs := newFlags("call", e)
-	var p tasks.CallPayload
-	var queue, id string
-	fs.StringVar(&p.To, "to", "", "number to call (required)")
-	fs.StringVar(&p.From, "from", "", "caller ID (default: the worker's number)")
-	fs.StringVar(&p.URL, "url", "", "TwiML URL, http or https (one of --url, --twiml, --say)")
-	fs.StringVar(&p.Twiml, "twiml", "", "inline TwiML: <Response>…</Response>")
-	fs.StringVar(&p.Say, "say", "", "text to read aloud")
-	fs.BoolVar(&p.Record, "record", false, "record the call (get consent first)")
-	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical, default or bulk")
-	fs.StringVar(&id, "id", "", "task id; the same id again returns the existing task")
-	r, opts, err := parseProducer(fs, args, e, &p.To, &queue, &id)
-	if err != nil {
+	var c producer.Call
+	var sendAt string
+	fs.StringVar(&c.To, "to", "", "number to call (required)")
+	fs.StringVar(&c.From, "from", "", "caller ID (default: the worker's number)")
+	fs.StringVar(&c.URL, "url", "", "TwiML URL, http or https (one of --url, --twiml, --say)")
+	fs.StringVar(&c.Twiml, "twiml", "", "inline TwiML: <Response>…</Response>")
+	fs.StringVar(&c.Say, "say", "", "text to read aloud")
+	fs.BoolVar(&c.Record, "record", false, "record the call (get consent first)")
+	fs.StringVar(&c.Queue, "queue", tasks.QueueDefault, "critical, default or bulk")
+	fs.StringVar(&c.Key, "id", "", "task id; the same id again returns the existing task")
+	fs.StringVar(&sendAt, "send-at", "", "call at this RFC 3339 time, at most 35 days ahead")
+	if err := parseProducer(fs, args, &c.To, &c.Queue); err != nil {
 		return err
 	}
-	task, err := tasks.NewMakeCallTask(p, r, opts...)
-	if err != nil {
+	var err error
+	if c.SendAt, err = producer.ParseSendAt(sendAt); err != nil {
 		return err
 	}
-	norm, _ := p.Normalize(r)
-	return enqueueTask(e, task, id, norm.To)
-}
-
-// enqueueTask enqueues task and prints where it went; with an id already
-// taken, it prints the existing task instead.
-func enqueueTask(e env, task *asynq.Task, id, to string) error {
-	return enqueueWith(e, task.Type(), id, to, func(ctx context.Context, _ redis.UniversalClient, c *asynq.Client) (*asynq.TaskInfo, error) {
-		return c.EnqueueContext(ctx, task)
+	return withProducer(e, func(ctx context.Context, p *producer.Producer) (producer.Result, error) {
+		return p.MakeCall(ctx, c)
 	})
-}
-
-// enqueueWith runs submit and prints the task it queued. asynq's ids are
-// unique per queue only, so a given id is first looked up in every queue:
-// the same --id with another --queue still names the one task.
-func enqueueWith(e env, taskType, id, to string, submit func(context.Context, redis.UniversalClient, *asynq.Client) (*asynq.TaskInfo, error)) error {
-	dur, err := durability(e)
-	if err != nil {
-		return err
-	}
-	rdb, err := redisClient(e)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	existing := func() error {
-		info, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
-		if err != nil {
-			return err
-		}
-		if err := dur.ConfirmTask(ctx, rdb, info.Queue, info.ID); err != nil {
-			return fmt.Errorf("enqueue: %w", err)
-		}
-		return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to, Existing: true})
-	}
-	if id != "" {
-		if err := existing(); !errors.Is(err, tasks.ErrTaskNotFound) {
-			return err
-		}
-	}
-	info, err := submit(ctx, rdb, asynq.NewClientFromRedisClient(rdb))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		if err := existing(); err != nil {
-			return fmt.Errorf("task %q exists but could not be read: %w", id, err)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	if err := dur.ConfirmTask(ctx, rdb, info.Queue, info.ID); err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	channel := "voice"
-	if taskType == tasks.TypeSendSMS {
-		channel = "sms"
-	}
-	logQueued(ctx, e, rdb, info, to, channel)
-	return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to})
 }
 
 // cmdCallStatus prints a call's state from its record; with Twilio
@@ -146,28 +86,22 @@ func cmdCallStatus(args []string, e env) error {
 }
 
 // parseProducer parses a producing command's flags and checks what sms and
-// call share: no stray argument, a recipient, a known queue. It returns the
-// rules and the task options (queue, and id when given).
-func parseProducer(fs *flag.FlagSet, args []string, e env, to, queue, id *string) (tasks.Rules, []asynq.Option, error) {
+// call share: no stray argument, a recipient, a known queue.
+func parseProducer(fs *flag.FlagSet, args []string, to, queue *string) error {
 	if err := parse(fs, args); err != nil {
-		return tasks.Rules{}, nil, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return tasks.Rules{}, nil, badInput("unexpected argument %q (quote text with spaces)", fs.Arg(0))
+		return badInput("unexpected argument %q (quote text with spaces)", fs.Arg(0))
 	}
 	if *to == "" {
-		return tasks.Rules{}, nil, badInput("to: is required (--to)")
+		return badInput("to: is required (--to)")
 	}
 	if !tasks.ValidQueue(*queue) {
-		return tasks.Rules{}, nil, badInput("queue: must be critical, default or bulk")
+		return badInput("queue: must be critical, default or bulk")
 	}
-	r, err := rules(e)
-	if err != nil {
-		return r, nil, err
+	if f := fs.Lookup("id"); f != nil && f.Value.String() != "" && !tasks.ValidKey(f.Value.String()) {
+		return badInput("id: must be 1-128 letters, digits, '.', '_', ':' or '-'")
 	}
-	opts := []asynq.Option{asynq.Queue(*queue)}
-	if *id != "" {
-		opts = append(opts, asynq.TaskID(*id))
-	}
-	return r, opts, nil
+	return nil
 }

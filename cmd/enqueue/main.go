@@ -18,8 +18,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -27,8 +29,9 @@ const usage = `enqueue: put SMS and call tasks for twilio-worker into Redis, and
 
 Usage:
   enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
-              [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing]
-  enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY]
+              [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing] [--send-at TIME]
+  enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY] [--send-at TIME]
+  enqueue cancel TASK_ID      cancel a task that has not started (a --send-at still ahead)
   enqueue action [FILE|-]     the agent hub's action JSON: sendSMS, makeCall, getCallStatus, sendBulkSMS
   enqueue status TASK_ID
   enqueue call-status CALL_SID
@@ -61,7 +64,8 @@ Environment:
   RESULT_TTL      how long a task's result is kept (default 24h)
 
 Output is JSON on stdout. Exit status: 0 ok, 2 bad input (the field is named on
-stderr, nothing is queued), 1 infrastructure failure (Redis unreachable, …).
+stderr, nothing is queued; also an --id already used for another task), 1
+infrastructure failure (Redis unreachable, …).
 `
 
 // exit codes
@@ -118,6 +122,8 @@ func run(args []string, e env) int {
 		err = cmdBulk(args[1:], e)
 	case "campaign":
 		err = cmdCampaign(args[1:], e)
+	case "cancel":
+		err = cmdCancel(args[1:], e)
 	case "pool": // pool.go
 		err = cmdPool(args[1:], e)
 	default:
@@ -140,7 +146,9 @@ func run(args []string, e env) int {
 func isInput(err error) bool {
 	var ie inputError
 	var fe *tasks.FieldError
-	return errors.As(err, &ie) || errors.As(err, &fe)
+	var ae *producer.ActionError
+	return errors.As(err, &ie) || errors.As(err, &fe) || errors.As(err, &ae) ||
+		errors.Is(err, producer.ErrConflict) || errors.Is(err, producer.ErrStarted) || errors.Is(err, tasks.ErrTaskNotFound)
 }
 
 func newFlags(name string, e env) *flag.FlagSet {
@@ -228,43 +236,79 @@ type enqueued struct {
 	TaskID   string `json:"taskId"`
 	Queue    string `json:"queue"`
 	To       string `json:"to,omitempty"`
+	State    string `json:"state,omitempty"`
+	RunAt    string `json:"runAt,omitempty"`    // a scheduled task: when it runs
 	Existing bool   `json:"existing,omitempty"` // --id named a task that was already queued
 }
 
 func cmdSMS(args []string, e env) error {
 	fs := newFlags("sms", e)
-	var p tasks.SMSPayload
-	var queue, id string
-	fs.StringVar(&p.To, "to", "", "recipient, E.164 or +CC with spaces/dashes/parentheses (required)")
-	fs.StringVar(&p.Body, "body", "", "message text (required)")
-	fs.StringVar(&p.From, "from", "", "sender number or alphanumeric ID (default: the worker's)")
-	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical (2FA codes, alerts), default or bulk")
-	fs.StringVar(&id, "id", "", "task id; enqueueing the same id again returns the existing task")
-	fs.StringVar(&p.ValidFor, "valid-for", "", "drop the message if not sent within this long, e.g. 10m")
-	fs.StringVar(&p.Class, "class", "", "transactional (default), alert or marketing")
-	r, opts, err := parseProducer(fs, args, e, &p.To, &queue, &id)
-	if err != nil {
+	var m producer.SMS
+	var sendAt string
+	fs.StringVar(&m.To, "to", "", "recipient, E.164 or +CC with spaces/dashes/parentheses (required)")
+	fs.StringVar(&m.Body, "body", "", "message text (required)")
+	fs.StringVar(&m.From, "from", "", "sender number or alphanumeric ID (default: the worker's)")
+	fs.StringVar(&m.Queue, "queue", tasks.QueueDefault, "critical (2FA codes, alerts), default or bulk")
+	fs.StringVar(&m.Key, "id", "", "task id (1-128 of A-Z a-z 0-9 . _ : -); the same id again returns the existing task")
+	fs.StringVar(&m.ValidFor, "valid-for", "", "drop the message if not sent within this long, e.g. 10m (from --send-at when given)")
+	fs.StringVar(&m.Class, "class", "", "transactional (default), alert or marketing")
+	fs.StringVar(&sendAt, "send-at", "", "send at this RFC 3339 time, at most 35 days ahead, e.g. 2026-12-24T09:00:00Z")
+	if err := parseProducer(fs, args, &m.To, &m.Queue); err != nil {
 		return err
 	}
-	return enqueueSMS(e, p, r, id, opts)
+	var err error
+	if m.SendAt, err = producer.ParseSendAt(sendAt); err != nil {
+		return err
+	}
+	return withProducer(e, func(ctx context.Context, p *producer.Producer) (producer.Result, error) {
+		return p.SendSMS(ctx, m)
+	})
 }
 
-// enqueueSMS validates p and queues it through tasks.EnqueueSMS (booking its
-// send slot when the workers published their limits), printing the task.
-func enqueueSMS(e env, p tasks.SMSPayload, r tasks.Rules, id string, opts []asynq.Option) error {
-	task, err := tasks.NewSendSMSTask(p, r, opts...)
+// withProducer runs submit on a producer on REDIS_URL and prints the task.
+func withProducer(e env, submit func(context.Context, *producer.Producer) (producer.Result, error)) error {
+	r, err := rules(e)
 	if err != nil {
 		return err
 	}
-	var norm tasks.SMSPayload
-	_ = json.Unmarshal(task.Payload(), &norm)
-	return enqueueWith(e, task.Type(), id, norm.To, func(ctx context.Context, rdb redis.UniversalClient, c *asynq.Client) (*asynq.TaskInfo, error) {
-		b, err := booker(ctx, rdb)
-		if err != nil {
-			return nil, err
-		}
-		return tasks.EnqueueSMS(ctx, c, b, p, r, opts...)
-	})
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := newProducer(ctx, e, rdb, r)
+	if err != nil {
+		return err
+	}
+	res, err := submit(ctx, p)
+	if err != nil {
+		return err
+	}
+	out := enqueued{TaskID: res.TaskID, Queue: res.Queue, To: res.To, State: res.State, Existing: res.Existing}
+	if !res.RunAt.IsZero() {
+		out.RunAt = res.RunAt.UTC().Format(time.RFC3339)
+	}
+	return printJSON(e.stdout, out)
+}
+
+// newProducer is the producer the command queues through: the limits the
+// workers published (to book each message's slot), the communications log.
+func newProducer(ctx context.Context, e env, rdb redis.UniversalClient, r tasks.Rules) (*producer.Producer, error) {
+	dur, err := durability(e)
+	if err != nil {
+		return nil, err
+	}
+	p := &producer.Producer{Redis: rdb, Rules: r, Comms: commLog(e, rdb), Source: "cli", Calls: calls.NewStore(rdb), Durability: dur}
+	l, b, err := limits(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		p.Booker, p.Releaser = b, l
+	}
+	return p, nil
 }
 
 func cmdStatus(args []string, e env) error {
@@ -288,4 +332,35 @@ func cmdStatus(args []string, e env) error {
 		return err
 	}
 	return printJSON(e.stdout, tasks.StatusOf(info))
+}
+
+// cmdCancel cancels a task that has not started: enqueue cancel TASK_ID.
+func cmdCancel(args []string, e env) error {
+	fs := newFlags("cancel", e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return badInput("cancel takes one TASK_ID")
+	}
+	r, err := rules(e)
+	if err != nil {
+		return err
+	}
+	rdb, err := redisClient(e)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := newProducer(ctx, e, rdb, r)
+	if err != nil {
+		return err
+	}
+	st, err := p.Cancel(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, st)
 }

@@ -1,5 +1,6 @@
-// Command worker delivers sms:send tasks from Redis through Twilio (see
-// DESIGN.md). With no Twilio credentials it runs in local mode against the
+// Command worker delivers the SMS (sms:send) and voice calls (call:make)
+// queued in Redis through Twilio, follows them to their end (sms:track,
+// call:poll) and serves the agent hub's HTTP API (see DESIGN.md). With no Twilio credentials it runs in local mode against the
 // built-in simulator; with REDIS_URL unset and no Redis answering, it starts
 // an embedded in-memory Redis.
 package main
@@ -37,6 +38,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -151,11 +153,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
+	records.Comms = commLog // placed, each status, ended
 	sends := ledger.New(rdb).WithDurability(cfg.Durability).ReadLegacy(legacyLedger)
-	producer := asynq.NewClientFromRedisClient(rdb)
+	enqueuer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
-		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
-		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Log: commLog, Logger: log, Metrics: m,
+		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
+		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Comms: commLog, Logger: log, Metrics: m,
 	}
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
@@ -164,14 +167,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
 	})
 	smsHandler := &tasks.SMSHandler{
-		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Log: commLog, Rules: cfg.Rules,
+		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
@@ -202,8 +205,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Durability: cfg.Durability, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Booker: pool.WithPool(limiter, senders), Pool: senders, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,

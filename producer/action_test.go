@@ -1,4 +1,4 @@
-package httpapi
+package producer
 
 import (
 	"errors"
@@ -14,23 +14,23 @@ const (
 )
 
 func TestDecodeActionSeedExamples(t *testing.T) {
-	a, err := DecodeAction([]byte(seedSendSMS))
+	a, err := Decode([]byte(seedSendSMS))
 	if err != nil || a.Name != ActionSendSMS || a.SMS.To != "+14155551234" || a.SMS.Body != "Your verification code is 123456" || a.Priority != "" {
 		t.Fatalf("sendSMS: %+v, %v", a, err)
 	}
-	a, err = DecodeAction([]byte(seedMakeCall))
+	a, err = Decode([]byte(seedMakeCall))
 	if err != nil || a.Name != ActionMakeCall || a.Call.To != "+14155551234" || a.Call.URL != "https://your-server.com/twiml/welcome" {
 		t.Fatalf("makeCall: %+v, %v", a, err)
 	}
-	a, err = DecodeAction([]byte(seedGetCallStatus))
+	a, err = Decode([]byte(seedGetCallStatus))
 	if err != nil || a.Name != ActionGetCallStatus || a.CallSID != "CA0123456789abcdef0123456789abcdef" {
 		t.Fatalf("getCallStatus: %+v, %v", a, err)
 	}
-	a, err = DecodeAction([]byte(`{"action":"sendSMS","arguments":{"to":"+14155551234","body":"hi","from":"ACME","priority":"critical","class":"alert","validFor":"10m"},"id":"ignored"}`))
+	a, err = Decode([]byte(`{"action":"sendSMS","arguments":{"to":"+14155551234","body":"hi","from":"ACME","priority":"critical","class":"alert","validFor":"10m"},"id":"ignored"}`))
 	if err != nil || a.Priority != "critical" || a.SMS.From != "ACME" || a.SMS.Class != "alert" || a.SMS.ValidFor != "10m" {
 		t.Fatalf("all sendSMS arguments: %+v, %v", a, err)
 	}
-	a, err = DecodeAction([]byte(`{"action":"makeCall","arguments":{"to":"+14155551234","say":"hello","record":true,"priority":"bulk"}}`))
+	a, err = Decode([]byte(`{"action":"makeCall","arguments":{"to":"+14155551234","say":"hello","record":true,"priority":"bulk"}}`))
 	if err != nil || !a.Call.Record || a.Call.Say != "hello" || a.Priority != "bulk" {
 		t.Fatalf("all makeCall arguments: %+v, %v", a, err)
 	}
@@ -73,7 +73,7 @@ func TestDecodeActionErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeAction([]byte(tt.body))
+			_, err := Decode([]byte(tt.body))
 			var ae *ActionError
 			if !errors.As(err, &ae) {
 				t.Fatalf("err = %v, want an *ActionError", err)
@@ -85,7 +85,7 @@ func TestDecodeActionErrors(t *testing.T) {
 	}
 }
 
-func FuzzDecodeAction(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	for _, s := range []string{seedSendSMS, seedMakeCall, seedGetCallStatus, ``, `{}`, `null`, `[1]`,
 		`{"action":"sendSMS","arguments":{"to":1}}`, `{"action":"makeCall","arguments":{"to":"x","record":null}}`,
 		`{"action":"sendSMS","arguments":{"to":"+1","body":"b","priority":"bulk","x":[]}}`,
@@ -93,7 +93,7 @@ func FuzzDecodeAction(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, err := DecodeAction(data)
+		a, err := Decode(data)
 		if err == nil {
 			if _, ok := actionArgs[a.Name]; !ok {
 				t.Fatalf("accepted unknown action %q", a.Name)
