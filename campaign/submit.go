@@ -20,6 +20,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/wake"
 )
 
 // Defaults of Deps.
@@ -421,6 +422,9 @@ func (r *run) batch(ctx context.Context, job batchJob) error {
 			}
 			confirm = append(confirm, it.number)
 		}
+	}
+	if created > 0 {
+		wake.Announce(ctx, r.d.Redis)
 	}
 	if len(confirm) == 1 {
 		return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/wake"
 )
 
 // MaxSendAhead bounds sendAt: a task is scheduled at most this far ahead.
@@ -325,6 +326,7 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	if err := p.Durability.ConfirmTask(ctx, p.Redis, info.Queue, info.ID); err != nil {
 		return Result{}, fmt.Errorf("enqueue: %w", err)
 	}
+	wake.Announce(ctx, p.Redis) // idle workers poll at once instead of within IDLE_POLL_INTERVAL
 	res := Result{TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),
 		To: req.To(), Payload: payload}
 	if len(at) > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/wake"
 )
 
 // Defaults of the worker's configuration (DESIGN.md).
@@ -84,7 +85,8 @@ var variables = []variable{
 	{"HELP_TEXT", "", "reply to HELP/INFO on /twilio/inbound (default: a short notice with STOP/START instructions)"},
 	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
 	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
-	{"POLL_INTERVAL", PollIntervalDefault.String(), "how often an idle worker checks for new tasks"},
+	{"POLL_INTERVAL", PollIntervalDefault.String(), "how often a busy worker checks for new tasks"},
+	{"IDLE_POLL_INTERVAL", wake.IdleDefault.String(), "how often an idle worker checks each queue when no producer announces a task (tw:wake); 0: always POLL_INTERVAL"},
 	{"CALL_POLL_FIRST", tasks.PollFirstDefault.String(), "first wait before a call's status is fetched; doubled after each fetch"},
 	{"CALL_POLL_MAX", tasks.PollMaxDefault.String(), "longest wait between fetches of a call's status"},
 	{"CALL_FOLLOW_MAX", tasks.FollowMaxDefault.String(), "a call not ended after this long is recorded as unknown"},
@@ -211,6 +213,7 @@ type Config struct {
 	LogMaxEntries    int64
 	LogBodies        bool
 	PollInterval     time.Duration
+	IdlePoll         time.Duration // 0: no wake.Gate, asynq polls every PollInterval
 	ShutdownTimeout  time.Duration
 	PprofAddr        string
 	LogLevel         string
@@ -372,6 +375,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	c.Rules = tasks.Rules{MaxSegments: maxSeg, DefaultRegion: region, ResultTTL: ttl}
 	if c.PollInterval, err = time.ParseDuration(get("POLL_INTERVAL")); err != nil || c.PollInterval < time.Millisecond || c.PollInterval > 10*time.Second {
 		bad("POLL_INTERVAL", "must be a duration from 1ms to 10s")
+	}
+	if c.IdlePoll, err = time.ParseDuration(get("IDLE_POLL_INTERVAL")); err != nil || c.IdlePoll < 0 || c.IdlePoll > time.Minute ||
+		(c.IdlePoll > 0 && c.IdlePoll < c.PollInterval) {
+		bad("IDLE_POLL_INTERVAL", "must be 0 or a duration from POLL_INTERVAL to 1m")
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(get("SHUTDOWN_TIMEOUT")); err != nil || c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be a positive duration such as 10s")

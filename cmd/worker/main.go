@@ -43,6 +43,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
+	"github.com/sbagenthub/twilio-worker/wake"
 )
 
 // Local mode's fixed points: where the built-in simulator listens and the
@@ -185,11 +186,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	mux.Handle(tasks.TypeSendSMS, smsHandler)
 
+	delayedCheck := 100 * time.Millisecond
+	if cfg.IdlePoll > 0 {
+		// An idle worker polls each queue every IDLE_POLL_INTERVAL and moves
+		// due tasks once a second, until a producer announces work.
+		gate := &wake.Gate{Idle: cfg.IdlePoll, OnMoved: func() { wake.Announce(ctx, rdb) }}
+		rdb.AddHook(gate)
+		go wake.Listen(ctx, rdb, gate)
+		delayedCheck = min(cfg.PollInterval, delayedCheck) // the gate skips all but the rounds that can find work
+	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   tasks.Queues,
 		TaskCheckInterval:        cfg.PollInterval,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
+		DelayedTaskCheckInterval: delayedCheck,
 		RetryDelayFunc:           tasks.RetryDelay,
 		IsFailure:                tasks.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
