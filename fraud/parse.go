@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 
 	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/ratelimit"
 )
 
 // PrefixDigitsHidden is how many trailing digits a destination prefix leaves
@@ -193,4 +195,52 @@ func quote(s string) string {
 		s = string(r[:40]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// Variables are the guard's settings, with their defaults as the worker's
+// --help shows them.
+var Variables = [][3]string{
+	{"ALLOWED_COUNTRIES", "", "only these countries may be texted and called, ISO codes such as US,GB (unset: all but BLOCKED_COUNTRIES)"},
+	{"BLOCKED_COUNTRIES", strings.Join(BlockedDefault, ","), "countries refused (high risk for SMS pumping); none: no country"},
+	{"ALLOW_NUMBER_TYPES", "", "number types not refused: premium-rate, shared-cost (unset: both refused)"},
+	{"PREFIX_RATE", PrefixRateDefault, "agent messages and calls per destination prefix (the number without its last four digits)"},
+	{"COUNTRY_DAILY_SEGMENTS", CountrySegmentsDefault, "agent SMS segments per country per UTC day; * is every other country, 0 or none: no limit"},
+	{"FRAUD_BLOCK_FOR", BlockForDefault.String(), "how long a prefix over a limit is blocked"},
+}
+
+// ParseConfig reads the guard's variables through get (unset is ""), each
+// problem naming its variable.
+func ParseConfig(get func(string) string) (Config, error) {
+	var c Config
+	var errs []error
+	bad := func(name string, err error) { errs = append(errs, fmt.Errorf("%s: %w", name, err)) }
+	var err error
+	if c.Allowed, err = ParseCountries(get("ALLOWED_COUNTRIES")); err != nil {
+		bad("ALLOWED_COUNTRIES", err)
+	}
+	if c.Blocked, err = ParseCountries(get("BLOCKED_COUNTRIES")); err != nil {
+		bad("BLOCKED_COUNTRIES", err)
+	}
+	if c.AllowTypes, err = ParseNumberTypes(get("ALLOW_NUMBER_TYPES")); err != nil {
+		bad("ALLOW_NUMBER_TYPES", err)
+	}
+	if v := strings.TrimSpace(get("PREFIX_RATE")); v != "" {
+		if c.PrefixRate, err = ratelimit.ParseRate(v); err != nil {
+			bad("PREFIX_RATE", err)
+		}
+	}
+	if c.CountrySegments, err = ParseCountryLimits(get("COUNTRY_DAILY_SEGMENTS")); err != nil {
+		bad("COUNTRY_DAILY_SEGMENTS", err)
+	}
+	if v := strings.TrimSpace(get("FRAUD_BLOCK_FOR")); v != "" {
+		if c.BlockFor, err = time.ParseDuration(v); err != nil {
+			bad("FRAUD_BLOCK_FOR", errors.New("must be a duration such as 12h"))
+		}
+	}
+	if len(errs) == 0 {
+		if err := c.WithDefaults().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return c, errors.Join(errs...)
 }

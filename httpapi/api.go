@@ -96,10 +96,12 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 		s.callStatus(w, r, a.CallSID)
 		return
 	case ActionSendBulkSMS:
-		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}, a.Bulk)
+		a.Bulk.Source = tasks.SourceAgent // metered by the fraud guard
+		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Check: s.Guard.CheckEnqueue}, a.Bulk)
 		s.answerCampaign(w, a.Bulk, sum, err)
 		return
 	case ActionSendSMS:
+		a.SMS.Source = tasks.SourceAgent
 		task, err = tasks.NewSendSMSTask(a.SMS, s.Rules, taskOptions(a, key)...)
 		// The producer path books the message's send slot under the rate
 		// limits, so its handler runs once however long the backlog.
@@ -111,13 +113,24 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
 			return
 		}
+		a.Call.Source = tasks.SourceAgent
 		task, err = tasks.NewMakeCallTask(a.Call, s.Rules, taskOptions(a, key)...)
+	}
+	if err == nil {
+		err = s.Guard.CheckEnqueue(r.Context(), payloadTo(task), tasks.SourceAgent)
 	}
 	if err != nil {
 		writeTaskError(w, err, s)
 		return
 	}
 	s.enqueue(w, r, task, submit, key, wait)
+}
+
+// payloadTo returns the normalised recipient of a send task.
+func payloadTo(task *asynq.Task) string {
+	var p struct{ To string }
+	_ = json.Unmarshal(task.Payload(), &p)
+	return p.To
 }
 
 func taskOptions(a Action, key string) []asynq.Option {

@@ -45,7 +45,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed_request", "", "could not read the request body")
 		return
 	}
-	d := campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}
+	d := campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Check: s.Guard.CheckEnqueue}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
 		sum campaign.Summary
@@ -59,10 +59,11 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "malformed_json", "", "body must be JSON {\"campaign\",\"body\",\"recipients\":[…]}: "+err.Error())
 			return
 		}
+		req.Source = tasks.SourceOperator
 		sum, err = campaign.Submit(r.Context(), d, req)
 	case "text/csv", "text/plain":
 		q := r.URL.Query()
-		req = campaign.Request{Campaign: q.Get("campaign"), Body: q.Get("body"), From: q.Get("from"), Class: q.Get("class")}
+		req = campaign.Request{Campaign: q.Get("campaign"), Body: q.Get("body"), From: q.Get("from"), Class: q.Get("class"), Source: tasks.SourceOperator}
 		sum, err = campaign.SubmitFile(r.Context(), d, req, bytes.NewReader(raw))
 	case "multipart/form-data":
 		var list []byte
@@ -75,6 +76,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnprocessableEntity, "invalid_field", "file", "is required: the recipient list as a file part named \"file\"")
 			return
 		}
+		req.Source = tasks.SourceOperator
 		sum, err = campaign.SubmitFile(r.Context(), d, req, bytes.NewReader(list))
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",

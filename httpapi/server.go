@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -50,6 +51,9 @@ type Server struct {
 	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
 	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
 	HelpText string
+	// Guard is the fraud guard: every task made here passes its
+	// CheckEnqueue, and /v1/fraud/… manages it (fraud.go); nil: neither.
+	Guard *fraud.Guard
 }
 
 // Handler returns the routes.
@@ -70,6 +74,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.routeFraud(mux)     // /v1/fraud/… (fraud.go)
 	return s.middleware(mux)
 }
 

@@ -59,13 +59,18 @@ func cmdAction(args []string, e env) error {
 	}
 	switch a.Name {
 	case httpapi.ActionSendSMS:
+		a.SMS.Source = tasks.SourceAgent // the agent hub's action: metered
 		return enqueueSMS(e, a.SMS, r, "", opts)
 	case httpapi.ActionMakeCall:
+		a.Call.Source = tasks.SourceAgent
 		task, err := tasks.NewMakeCallTask(a.Call, r, opts...)
 		if err != nil {
 			return err
 		}
 		norm, _ := a.Call.Normalize(r)
+		if err := checkEnqueue(e, norm.To, a.Call.Source); err != nil {
+			return err
+		}
 		return enqueueTask(e, task, "", norm.To)
 	case httpapi.ActionGetCallStatus:
 		return cmdCallStatus([]string{a.CallSID}, e)
@@ -77,7 +82,12 @@ func cmdAction(args []string, e env) error {
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Rules: r}, a.Bulk)
+		g, err := guard(e, rdb)
+		if err != nil {
+			return err
+		}
+		a.Bulk.Source = tasks.SourceAgent
+		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Rules: r, Check: g.CheckEnqueue}, a.Bulk)
 		switch {
 		case errors.Is(err, campaign.ErrCanceled):
 			return inputError{err}

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/campaign"
+	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
 // cmdBulk queues one message per recipient of a file (or stdin): enqueue
@@ -53,7 +54,12 @@ func cmdBulk(args []string, e env) error {
 	defer rdb.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	d := campaign.Deps{Redis: rdb, Rules: r, Workers: workers, Progress: func(p campaign.Progress) {
+	g, err := guard(e, rdb)
+	if err != nil {
+		return err
+	}
+	req.Source = tasks.SourceOperator
+	d := campaign.Deps{Redis: rdb, Rules: r, Workers: workers, Check: g.CheckEnqueue, Progress: func(p campaign.Progress) {
 		fmt.Fprintf(e.stderr, "bulk %s: read %d, enqueued %d, already queued %d, duplicates %d, invalid %d, opted out %d\n",
 			req.Campaign, p.Read, p.Enqueued, p.AlreadyQueued, p.Duplicates, p.Invalid, p.OptedOut)
 	}}

@@ -31,11 +31,15 @@ func cmdCall(args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	p.Source = tasks.SourceOperator
 	task, err := tasks.NewMakeCallTask(p, r, opts...)
 	if err != nil {
 		return err
 	}
 	norm, _ := p.Normalize(r)
+	if err := checkEnqueue(e, norm.To, p.Source); err != nil {
+		return err
+	}
 	return enqueueTask(e, task, id, norm.To)
 }
 

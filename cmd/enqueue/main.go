@@ -38,6 +38,8 @@ Usage:
               recipients one per line, or CSV with a phone (or to) column whose
               other columns fill {{column}} in the body; safe to run again
   enqueue campaign status|cancel ID
+  enqueue fraud list | unblock PREFIX | safe add|remove|list [NUMBER_OR_PREFIX]
+              the fraud guard's blocked prefixes (until when, why) and its safe list
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -53,6 +55,8 @@ Environment:
   MAX_SEGMENTS    longest body in SMS segments (default 10)
   DEFAULT_REGION  region for national numbers such as (415) 555-1234, e.g. US (default: refuse them)
   RESULT_TTL      how long a task's result is kept (default 24h)
+  ALLOWED_COUNTRIES, BLOCKED_COUNTRIES, ALLOW_NUMBER_TYPES
+                  the fraud guard's refusals at enqueue, as the worker reads them
 
 Output is JSON on stdout. Exit status: 0 ok, 2 bad input (the field is named on
 stderr, nothing is queued), 1 infrastructure failure (Redis unreachable, …).
@@ -112,6 +116,8 @@ func run(args []string, e env) int {
 		err = cmdBulk(args[1:], e)
 	case "campaign":
 		err = cmdCampaign(args[1:], e)
+	case "fraud": // fraud.go
+		err = cmdFraud(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}
@@ -211,6 +217,7 @@ func cmdSMS(args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	p.Source = tasks.SourceOperator
 	return enqueueSMS(e, p, r, id, opts)
 }
 
@@ -223,6 +230,9 @@ func enqueueSMS(e env, p tasks.SMSPayload, r tasks.Rules, id string, opts []asyn
 	}
 	var norm tasks.SMSPayload
 	_ = json.Unmarshal(task.Payload(), &norm)
+	if err := checkEnqueue(e, norm.To, p.Source); err != nil {
+		return err
+	}
 	return enqueueWith(e, task.Type(), id, norm.To, func(ctx context.Context, rdb redis.UniversalClient, c *asynq.Client) (*asynq.TaskInfo, error) {
 		b, err := booker(ctx, rdb)
 		if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
@@ -117,6 +118,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
+	fraudCfg := cfg.Fraud
+	fraudCfg.Log, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
+	guard := fraud.New(rdb, fraudCfg)
 	producer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
 		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
@@ -129,7 +133,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
-		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
@@ -140,6 +144,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
 		Campaigns: campaign.NewStore(rdb),
+		Guard:     guard,
 	})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
@@ -167,6 +172,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
+		Guard:    guard,
 	}
 	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
 	if cfg.Dashboard.Disabled {
