@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -164,6 +165,26 @@ func TestTwilioFraudCodesArchiveAndCount(t *testing.T) {
 	blocks, err := g.Blocks(ctx)
 	if err != nil || len(blocks) != 1 || blocks[0].Prefix != "+1500555" || blocks[0].Kind != fraud.ReasonTwilio ||
 		!strings.Contains(blocks[0].Reason, "30649") {
+		t.Fatalf("Blocks = %+v, %v", blocks, err)
+	}
+}
+
+// TestCarrierFraudVerdictCounts: a message that Twilio accepted and then
+// failed with 30450 (SMS pumping protection) counts toward its prefix.
+func TestCarrierFraudVerdictCounts(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	r, _ := ratelimit.ParseRate("1/h")
+	g := fraud.New(rdb, fraud.Config{PrefixRate: r})
+	tr := &tasks.Tracker{Guard: g}
+	for i := range 2 {
+		rec := delivery.Record{SID: fmt.Sprintf("SM%d", i), To: fmt.Sprintf("+4474001234%02d", i), Status: "failed", ErrorCode: 30450}
+		if err := tr.Settle(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocks, err := g.Blocks(ctx)
+	if err != nil || len(blocks) != 1 || blocks[0].Prefix != "+44740012" || blocks[0].Kind != fraud.ReasonTwilio {
 		t.Fatalf("Blocks = %+v, %v", blocks, err)
 	}
 }
