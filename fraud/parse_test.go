@@ -122,6 +122,3 @@ func TestParseConfigNamesTheVariable(t *testing.T) {
 		t.Errorf("ALLOWED_COUNTRIES=NG with the default block list: %v", err)
 	}
 }
-
-
-

@@ -42,7 +42,6 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return func(ctx context.Context, cmds []redis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
 }
 
-
 func smsTask(t *testing.T, p tasks.SMSPayload) *asynq.Task {
 	t.Helper()
 	b, err := json.Marshal(p)
