@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
@@ -187,9 +188,15 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Problem }
 
-// refusal returns why number may not be contacted at all, or nil.
+// refusal returns why number may not be contacted at all, or nil. The
+// number is parsed once for its country and its type (libphonenumber is
+// the cost of this check).
 func (g *Guard) refusal(number string) *Refusal {
-	c := CountryOf(number)
+	num, err := phonenumbers.Parse(number, "")
+	if err != nil {
+		return nil // not a number: the constructor's own check refuses it
+	}
+	c := regionOf(num)
 	shown := c
 	if shown == "" {
 		shown = "unknown"
@@ -200,7 +207,7 @@ func (g *Guard) refusal(number string) *Refusal {
 	if len(g.cfg.Allowed) > 0 && !slices.Contains(g.cfg.Allowed, c) {
 		return &Refusal{ReasonCountry, shown, fmt.Sprintf("country %s is not in ALLOWED_COUNTRIES (%s)", shown, strings.Join(g.cfg.Allowed, ","))}
 	}
-	if t := TypeOf(number); t != "" && !slices.Contains(g.cfg.AllowTypes, t) {
+	if t := typeOf(num); t != "" && !slices.Contains(g.cfg.AllowTypes, t) {
 		return &Refusal{ReasonNumberType, shown, fmt.Sprintf("%s number in %s refused (ALLOW_NUMBER_TYPES=%s allows it)", t, shown, t)}
 	}
 	return nil

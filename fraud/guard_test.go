@@ -290,3 +290,15 @@ func TestKeysShareOneSlot(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheckEnqueue is the cost per recipient of the refusals at
+// enqueue (libphonenumber's parse, region and type).
+func BenchmarkCheckEnqueue(b *testing.B) {
+	g := fraud.New(nil, fraud.Config{})
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		if err := g.CheckEnqueue(ctx, fmt.Sprintf("+1415555%04d", i%10000), fraud.SourceOperator); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

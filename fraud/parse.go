@@ -11,7 +11,6 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
-	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 )
 
@@ -72,7 +71,26 @@ func ParsePrefix(s string) (string, error) {
 
 // CountryOf returns the ISO 3166 region of an E.164 number ("US", "GB"),
 // "001" for numbers of no country (+800), or "" when it does not parse.
-func CountryOf(number string) string { return phone.Number(number).Region() }
+func CountryOf(number string) string {
+	num, err := phonenumbers.Parse(number, "")
+	if err != nil {
+		return ""
+	}
+	return regionOf(num)
+}
+
+// regionOf is phone.Number.Region for a parsed number: its region, or the
+// main region of its country code for a number libphonenumber does not
+// know as valid (Twilio's test numbers).
+func regionOf(num *phonenumbers.PhoneNumber) string {
+	if r := phonenumbers.GetRegionCodeForNumber(num); r != "" && r != phonenumbers.UNKNOWN_REGION {
+		return r
+	}
+	if r := phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode())); r != phonenumbers.UNKNOWN_REGION {
+		return r
+	}
+	return ""
+}
 
 // ParseCountries reads a comma-separated list of ISO 3166 codes
 // ("US, gb"). "none" (or "-") is the empty list, given on purpose: it is
@@ -178,6 +196,10 @@ func TypeOf(number string) NumberType {
 	if err != nil {
 		return ""
 	}
+	return typeOf(num)
+}
+
+func typeOf(num *phonenumbers.PhoneNumber) NumberType {
 	switch phonenumbers.GetNumberType(num) {
 	case phonenumbers.PREMIUM_RATE:
 		return PremiumRate
