@@ -385,7 +385,7 @@ func (g *Guard) run(ctx context.Context, c tasks.GuardCheck, mode string, code i
 	}
 	limit := g.countryLimit(country)
 	keys := []string{SafeKey, BlockKey(prefix), BlocksKey, RateKey(prefix), SegmentsKey(country, now)}
-	args := []any{now.UnixMilli(), c.To, mode, b2i(isMetered), g.cfg.PrefixRate.Interval().Milliseconds(), g.burst(),
+	args := []any{now.UnixMilli(), c.To, mode, b2i(isMetered), max(g.cfg.PrefixRate.Interval().Milliseconds(), 1), g.burst(),
 		c.Segments, limit, g.cfg.BlockFor.Milliseconds(), rateReason,
 		fmt.Sprintf("country %s over COUNTRY_DAILY_SEGMENTS %d today (UTC)", country, limit), prefix, country,
 		segmentsKeep.Milliseconds()}
