@@ -189,28 +189,53 @@ type Refusal struct {
 func (r *Refusal) Error() string { return r.Problem }
 
 // refusal returns why number may not be contacted at all, or nil. The
-// number is parsed once for its country and its type (libphonenumber is
-// the cost of this check).
+// number is parsed once; its exact region (a costly lookup where a country
+// code has several, such as +1) is looked up only when the lists make it
+// matter, or to name it in a refusal.
 func (g *Guard) refusal(number string) *Refusal {
 	num, err := phonenumbers.Parse(number, "")
 	if err != nil {
 		return nil // not a number: the constructor's own check refuses it
 	}
-	c := regionOf(num)
-	shown := c
-	if shown == "" {
-		shown = "unknown"
+	country := ""
+	region := func() string {
+		if country == "" {
+			if country = regionOf(num); country == "" {
+				country = "unknown"
+			}
+		}
+		return country
 	}
-	if slices.Contains(g.cfg.Blocked, c) {
-		return &Refusal{ReasonCountry, shown, fmt.Sprintf("country %s is blocked (BLOCKED_COUNTRIES, a high-risk destination for SMS pumping and toll fraud)", shown)}
-	}
-	if len(g.cfg.Allowed) > 0 && !slices.Contains(g.cfg.Allowed, c) {
-		return &Refusal{ReasonCountry, shown, fmt.Sprintf("country %s is not in ALLOWED_COUNTRIES (%s)", shown, strings.Join(g.cfg.Allowed, ","))}
+	if g.regionMatters(int(num.GetCountryCode())) {
+		c := region()
+		if slices.Contains(g.cfg.Blocked, c) {
+			return &Refusal{ReasonCountry, c, fmt.Sprintf("country %s is blocked (BLOCKED_COUNTRIES, a high-risk destination for SMS pumping and toll fraud)", c)}
+		}
+		if len(g.cfg.Allowed) > 0 && !slices.Contains(g.cfg.Allowed, c) {
+			return &Refusal{ReasonCountry, c, fmt.Sprintf("country %s is not in ALLOWED_COUNTRIES (%s)", c, strings.Join(g.cfg.Allowed, ","))}
+		}
 	}
 	if t := typeOf(num); t != "" && !slices.Contains(g.cfg.AllowTypes, t) {
-		return &Refusal{ReasonNumberType, shown, fmt.Sprintf("%s number in %s refused (ALLOW_NUMBER_TYPES=%s allows it)", t, shown, t)}
+		c := region()
+		return &Refusal{ReasonNumberType, c, fmt.Sprintf("%s number in %s refused (ALLOW_NUMBER_TYPES=%s allows it)", t, c, t)}
 	}
 	return nil
+}
+
+// regionMatters reports whether the country lists can decide differently
+// for the regions sharing country code cc: when one of them is blocked, or
+// not all of them are allowed.
+func (g *Guard) regionMatters(cc int) bool {
+	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
+	if len(regions) == 0 {
+		return len(g.cfg.Allowed) > 0 // a number of no country (+800): only an allow list refuses it
+	}
+	for _, r := range regions {
+		if slices.Contains(g.cfg.Blocked, r) || (len(g.cfg.Allowed) > 0 && !slices.Contains(g.cfg.Allowed, r)) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckEnqueue is the pre-enqueue check every entry point makes: nil, or a
