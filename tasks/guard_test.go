@@ -74,6 +74,9 @@ func TestGuardCostsNoRoundTrip(t *testing.T) {
 	guarded := &tasks.SMSHandler{Messenger: &fakeMessenger{}, OptOuts: store, Guard: fraud.New(rdb, fraud.Config{})}
 	run(guarded, "+14155550100") // the first run loads the script (NOSCRIPT, then EVAL)
 	run(plain, "+14155550103")   // and connections are made
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 	without := run(plain, "+14155550101")
 	plainLog := rt.log
 	with := run(guarded, "+14155550102")
@@ -84,13 +87,19 @@ func TestGuardCostsNoRoundTrip(t *testing.T) {
 	if n, err := rdb.Exists(ctx, fraud.RateKey("+1415555")).Result(); err != nil || n != 1 {
 		t.Fatalf("rate key: %d %v", n, err)
 	}
-	// Redis's own count agrees: one EVALSHA per guarded run after the first.
+	// Redis's own count agrees: since the reset, one EVALSHA (the guarded
+	// run's) and no EVAL: the script is not sent again.
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(info, "cmdstat_evalsha:calls=2,") {
-		t.Fatalf("commandstats has no 2 EVALSHA calls:\n%s", info)
+	for _, want := range []string{"cmdstat_evalsha:calls=1,"} {
+		if !strings.Contains(info, want) {
+			t.Fatalf("commandstats lacks %s:\n%s", want, info)
+		}
+	}
+	if strings.Contains(info, "cmdstat_eval:") {
+		t.Fatalf("the whole script was sent again:\n%s", info)
 	}
 }
 
