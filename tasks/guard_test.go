@@ -196,3 +196,47 @@ func TestCarrierFraudVerdictCounts(t *testing.T) {
 		t.Fatalf("Blocks = %+v, %v", blocks, err)
 	}
 }
+
+// countingCaller places every call it is asked to.
+type countingCaller struct{ n atomic.Int64 }
+
+func (c *countingCaller) CreateCall(_ context.Context, p twilioapi.CallParams) (*twilioapi.Call, error) {
+	c.n.Add(1)
+	return &twilioapi.Call{SID: fmt.Sprintf("CA%032d", c.n.Load()), To: p.To, Status: "queued"}, nil
+}
+func (c *countingCaller) FetchCall(context.Context, string) (*twilioapi.Call, error) {
+	return nil, errors.New("not kept")
+}
+func (c *countingCaller) ListCalls(context.Context, twilioapi.CallListParams) ([]twilioapi.Call, error) {
+	return nil, nil
+}
+
+// TestCallHandlerFraudGuard: an agent's calls are metered per prefix like
+// its messages, and a premium-rate number is refused in the handler too.
+func TestCallHandlerFraudGuard(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	r, _ := ratelimit.ParseRate("2/h")
+	caller := &countingCaller{}
+	h := &tasks.CallHandler{Caller: caller, OptOuts: optout.NewStore(rdb), Guard: fraud.New(rdb, fraud.Config{PrefixRate: r})}
+	callTask := func(p tasks.CallPayload) error {
+		b, _ := json.Marshal(p)
+		return h.ProcessTask(ctx, asynq.NewTask(tasks.TypeMakeCall, b))
+	}
+	var errs []string
+	for i := range 3 {
+		if err := callTask(tasks.CallPayload{To: fmt.Sprintf("+141555502%02d", i), Say: "hello", Source: tasks.SourceAgent}); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if caller.n.Load() != 2 || len(errs) != 1 || !strings.HasPrefix(errs[0], "fraud guard: prefix +1415555 blocked until ") {
+		t.Fatalf("placed %d, refused %q", caller.n.Load(), errs)
+	}
+	err := callTask(tasks.CallPayload{To: "+19002345678", Say: "hello", Source: tasks.SourceOperator})
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "fraud guard: to: premium-rate number in US refused") {
+		t.Fatalf("premium-rate call: %v", err)
+	}
+	if caller.n.Load() != 2 {
+		t.Fatalf("placed %d calls, want 2", caller.n.Load())
+	}
+}
