@@ -227,7 +227,7 @@ var Variables = [][3]string{
 	{"ALLOW_NUMBER_TYPES", "", "number types not refused: premium-rate, shared-cost (unset: both refused)"},
 	{"PREFIX_RATE", PrefixRateDefault, "agent messages and calls per destination prefix (the number without its last four digits)"},
 	{"COUNTRY_DAILY_SEGMENTS", CountrySegmentsDefault, "agent SMS segments per country per UTC day; * is every other country, 0 or none: no limit"},
-	{"FRAUD_BLOCK_FOR", BlockForDefault.String(), "how long a prefix over a limit is blocked"},
+	{"FRAUD_BLOCK_FOR", "12h", "how long a prefix over a limit is blocked"},
 }
 
 // ParseConfig reads the guard's variables through get (unset is ""), each
