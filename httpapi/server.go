@@ -21,6 +21,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
@@ -35,6 +36,7 @@ type Server struct {
 	Calls     *calls.Store
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Pool      *pool.Pool   // the sender pool (/v1/pool); nil: none
 	Log       *commlog.Log // communications log: tasks queued here are recorded
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
@@ -75,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
 	s.routeFraud(mux)     // /v1/fraud/… (fraud.go)
+	s.poolRoutes(mux)     // /v1/pool (pool.go)
 	return s.middleware(mux)
 }
 

@@ -40,6 +40,8 @@ Usage:
   enqueue campaign status|cancel ID
   enqueue fraud list | unblock PREFIX | safe add|remove|list [NUMBER_OR_PREFIX]
               the fraud guard's blocked prefixes (until when, why) and its safe list
+  enqueue pool status         the sender pool: numbers, rates, next free slots, out of rotation and why
+  enqueue pool restore NUMBER put a pool number back in rotation
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -118,6 +120,8 @@ func run(args []string, e env) int {
 		err = cmdCampaign(args[1:], e)
 	case "fraud": // fraud.go
 		err = cmdFraud(args[1:], e)
+	case "pool": // pool.go
+		err = cmdPool(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}
