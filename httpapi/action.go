@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 // The agent hub's action names (the seed's "Available Actions").
@@ -94,8 +94,6 @@ var actionArgs = map[string]map[string]argSpec{
 		"callSid": {kindString, true},
 	},
 }
-
-var callSIDPattern = regexp.MustCompile(`^CA[0-9a-fA-F]{32}$`)
 
 // DecodeAction parses the agent hub's action JSON. It checks the envelope,
 // the action's name, and each argument's name and JSON type; the values
@@ -191,8 +189,8 @@ func DecodeAction(data []byte) (Action, error) {
 		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"], Record: record}
 	case ActionGetCallStatus:
 		a.CallSID = strings.TrimSpace(str["callSid"])
-		if !callSIDPattern.MatchString(a.CallSID) {
-			return a, invalid("callSid", "must be a call SID: CA followed by 32 hexadecimal digits")
+		if !twilioapi.ValidCallSID(a.CallSID) {
+			return a, invalid("callSid", "must be a call SID: CA followed by 32 lowercase hexadecimal digits")
 		}
 	}
 	return a, nil

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 // Call task types.
@@ -129,6 +131,14 @@ func NewMakeCallTask(p CallPayload, r Rules, opts ...asynq.Option) (*asynq.Task,
 // PollPayload is the payload of a call:poll task.
 type PollPayload struct {
 	CallSID string `json:"callSid"`
+}
+
+// Validate checks what a call:poll task is given before its SID goes into
+// a Redis key or a Twilio URL: a Twilio call SID (CA + 32 hex digits).
+// Another provider's calls (VAPI's UUIDs) are accepted here, by the kind
+// their payload names, when their poller is added.
+func (p PollPayload) Validate() error {
+	return twilioapi.CheckCallSID("callSid", p.CallSID)
 }
 
 // PollTaskID is the task id of a call's follow-up, so it is made only once.

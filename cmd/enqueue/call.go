@@ -103,6 +103,9 @@ func cmdCallStatus(args []string, e env) error {
 	if fs.NArg() != 1 {
 		return badInput("call-status takes one CALL_SID")
 	}
+	if err := twilioapi.CheckCallSID("CALL_SID", fs.Arg(0)); err != nil {
+		return inputError{err}
+	}
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err
