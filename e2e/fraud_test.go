@@ -199,14 +199,17 @@ func TestFraudGuardAgentBurst(t *testing.T) {
 		t.Fatalf("DELETE a block that is not there: %d %s", r.status, r.body)
 	}
 
-	// The block and the unblock are in the communications log, as it shows
-	// them (the prefix is in the reason, which is not masked).
-	e := runEnqueue(t, s.env, "log")
+	// The block and the unblock are in the communications log. enqueue log
+	// masks number-like text, a 7-digit prefix included: --unmask shows it.
+	e := runEnqueue(t, s.env, "log", "--unmask")
 	for _, want := range []string{`"event":"fraud-block"`, `"reason":"prefix +1415555: over PREFIX_RATE 5/h (agent traffic)"`,
 		`"event":"fraud-unblock"`, `"reason":"prefix +1415555: unblocked"`, `"source":"cli"`} {
 		if !strings.Contains(e.stdout, want) {
 			t.Fatalf("enqueue log lacks %s:\n%s", want, e.stdout)
 		}
+	}
+	if masked := runEnqueue(t, s.env, "log"); !strings.Contains(masked.stdout, `"event":"fraud-block"`) || strings.Contains(masked.stdout, "+14155553000") {
+		t.Fatalf("the masked log lacks the block or shows a whole number:\n%s", masked.stdout)
 	}
 	// And counted: 5 of the burst and 1 after the safe list.
 	m := call(t, "GET", base+"/metrics", "", nil)
