@@ -75,6 +75,10 @@ func cmdAction(args []string, e env) error {
 	case httpapi.ActionGetCallStatus:
 		return cmdCallStatus([]string{a.CallSID}, e)
 	case httpapi.ActionSendBulkSMS:
+		dur, err := durability(e)
+		if err != nil {
+			return err
+		}
 		rdb, err := redisClient(e)
 		if err != nil {
 			return err
@@ -87,7 +91,7 @@ func cmdAction(args []string, e env) error {
 			return err
 		}
 		a.Bulk.Source = tasks.SourceAgent
-		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Rules: r, Check: g.CheckEnqueue}, a.Bulk)
+		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Durability: dur, Rules: r, Check: g.CheckEnqueue}, a.Bulk)
 		switch {
 		case errors.Is(err, campaign.ErrCanceled):
 			return inputError{err}
