@@ -55,6 +55,10 @@ type Deps struct {
 	// submission runs, never after Submit returns.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// Check, when set, is the pre-enqueue check of each recipient (the
+	// fraud guard's CheckEnqueue): a refused one is an invalid line with
+	// its reason.
+	Check func(ctx context.Context, to, source string) error
 }
 
 // Request is a campaign submission: the same body (or, for a CSV list, a
@@ -65,6 +69,10 @@ type Request struct {
 	From       string   `json:"from,omitempty"`
 	Class      string   `json:"class,omitempty"` // transactional (default), alert, marketing
 	Recipients []string `json:"recipients,omitempty"`
+	// Source is who submits: "operator" (enqueue bulk, /v1/campaigns) or
+	// "agent" (sendBulkSMS), recorded on every message for the fraud
+	// guard. It is set by the entry point, never read from the request.
+	Source string `json:"-"`
 }
 
 // Summary is the outcome of one submission. Every recipient line read
@@ -450,7 +458,7 @@ func (r *run) prepare(rw row) (item, string) {
 	// The number is parsed once, by NewSendSMSTask (libphonenumber is most of
 	// the CPU time of a submission); the task id, which needs the E.164
 	// form, is given at enqueue time.
-	p := tasks.SMSPayload{To: rw.number, Body: r.tmpl.fill(rw.record), From: r.req.From, Class: r.req.Class, Campaign: r.req.Campaign}
+	p := tasks.SMSPayload{To: rw.number, Body: r.tmpl.fill(rw.record), From: r.req.From, Class: r.req.Class, Campaign: r.req.Campaign, Source: r.req.Source}
 	task, err := tasks.NewSendSMSTask(p, r.rules, asynq.Queue(tasks.QueueBulk))
 	if err != nil {
 		return item{}, err.Error()
@@ -458,6 +466,11 @@ func (r *run) prepare(rw row) (item, string) {
 	var norm struct{ To string }
 	if err := json.Unmarshal(task.Payload(), &norm); err != nil || norm.To == "" {
 		return item{}, "to: could not be normalised"
+	}
+	if r.d.Check != nil {
+		if err := r.d.Check(context.Background(), norm.To, r.req.Source); err != nil {
+			return item{}, err.Error()
+		}
 	}
 	return item{number: norm.To, task: task}, ""
 }

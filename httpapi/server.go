@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -60,6 +61,9 @@ type Server struct {
 	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
 	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
 	HelpText string
+	// Guard is the fraud guard: /v1/fraud/… manages it (fraud.go); the
+	// Producer's Guard refuses at enqueue. nil: neither.
+	Guard *fraud.Guard
 
 	once sync.Once
 }
@@ -72,6 +76,9 @@ func (s *Server) producer() *producer.Producer {
 				Rules: s.Rules, Source: "HTTP API", Logger: s.Logger}
 			if s.Twilio != nil {
 				p.Fetcher = s.Twilio
+			}
+			if s.Guard != nil {
+				p.Guard = s.Guard.CheckEnqueue
 			}
 			s.Producer = p
 		}
@@ -100,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.routeFraud(mux)     // /v1/fraud/… (fraud.go)
 	s.poolRoutes(mux)     // /v1/pool (pool.go)
 	return s.middleware(mux)
 }

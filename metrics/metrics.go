@@ -21,6 +21,7 @@ type Metrics struct {
 	TwilioDuration  *prometheus.HistogramVec // twilio_request_duration_seconds{op}
 	RateLimitDefers *prometheus.CounterVec   // ratelimit_deferred_total{scope}
 	Calls           *prometheus.CounterVec   // calls_total{status}
+	FraudBlocks     *prometheus.CounterVec   // fraud_blocked_total{reason,country}
 }
 
 // New creates the collectors and registers them with reg (when not nil).
@@ -41,10 +42,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "ratelimit_deferred_total", Help: "Tasks rescheduled by a rate limit, by scope (sender, recipient, call, twilio)."}, []string{"scope"}),
 		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "calls_total", Help: "Calls by final status."}, []string{"status"}),
+		FraudBlocks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "fraud_blocked_total", Help: "Messages and calls the fraud guard refused, by reason (country, number_type, prefix_rate, country_segments, twilio) and destination country."}, []string{"reason", "country"}),
 	}
 	m.initKnownLabels()
 	if reg != nil {
-		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls)
+		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls, m.FraudBlocks)
 	}
 	return m
 }
@@ -81,6 +84,13 @@ func (m *Metrics) Deferred(scope string) {
 func (m *Metrics) Call(status string) {
 	if m != nil {
 		m.Calls.WithLabelValues(status).Inc()
+	}
+}
+
+// FraudBlocked counts a message or call the fraud guard refused.
+func (m *Metrics) FraudBlocked(reason, country string) {
+	if m != nil {
+		m.FraudBlocks.WithLabelValues(reason, country).Inc()
 	}
 }
 

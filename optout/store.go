@@ -167,6 +167,12 @@ func (s *Store) OptedOut(ctx context.Context, ch Channel, number string) (bool, 
 	return s.Contains(ctx, OptOutList(ch), number)
 }
 
+// OptedOutCmd queues the opt-out check of number in p, so that it shares
+// the round trip of the pipeline's other commands (the fraud guard's).
+func (s *Store) OptedOutCmd(ctx context.Context, p redis.Pipeliner, ch Channel, number string) *redis.BoolCmd {
+	return p.SIsMember(ctx, ch.Key(), number)
+}
+
 // Check returns an error wrapping ErrOptedOut when number opted out of ch:
 // what a sender calls immediately before it sends or calls.
 func (s *Store) Check(ctx context.Context, ch Channel, number string) error {

@@ -30,6 +30,9 @@ func (p *Producer) Do(ctx context.Context, a Action) (any, error) {
 	if fn, ok := p.actions[a.Name]; ok {
 		return fn(ctx, p, a)
 	}
+	// An action comes from the agent hub (HTTP, enqueue action, a voice
+	// agent's tool call): the fraud guard meters it as agent traffic.
+	a.SMS.Source, a.Call.Source, a.Bulk.Source = tasks.SourceAgent, tasks.SourceAgent, tasks.SourceAgent
 	switch a.Name {
 	case ActionSendSMS:
 		return p.SendSMS(ctx, SMS{SMSPayload: a.SMS, Key: a.Key, Queue: a.Priority, SendAt: a.SendAt})
@@ -63,7 +66,7 @@ func (p *Producer) SubmitCampaignFile(ctx context.Context, req campaign.Request,
 }
 
 func (p *Producer) campaignDeps(o *CampaignOptions) campaign.Deps {
-	d := campaign.Deps{Redis: p.Redis, Client: p.client(), Durability: p.Durability, Rules: p.Rules}
+	d := campaign.Deps{Redis: p.Redis, Client: p.client(), Durability: p.Durability, Rules: p.Rules, Check: p.Guard}
 	if o != nil {
 		d.Progress, d.Workers = o.Progress, o.Workers
 	}

@@ -70,6 +70,11 @@ type Producer struct {
 	Checks []Check
 	// Logger logs what was queued; nil logs nothing.
 	Logger *slog.Logger
+	// Guard refuses a recipient before anything is queued or booked (the
+	// fraud guard's CheckEnqueue: country, number type), for sendSMS,
+	// makeCall and every campaign recipient, given the request's source
+	// (tasks.SourceAgent or operator); nil refuses none.
+	Guard func(ctx context.Context, to, source string) error
 	// Durability is REDIS_WAIT_REPLICAS: an enqueue counts (is answered)
 	// only once that many replicas confirmed it.
 	Durability redisconn.Durability
@@ -96,6 +101,18 @@ func (r *Request) To() string {
 	}
 	if r.Call != nil {
 		return r.Call.To
+	}
+	return ""
+}
+
+// source is who asked: tasks.SourceAgent for the agent hub's actions, ""
+// (an operator) otherwise.
+func (r *Request) source() string {
+	if r.SMS != nil {
+		return r.SMS.Source
+	}
+	if r.Call != nil {
+		return r.Call.Source
 	}
 	return ""
 }
@@ -288,6 +305,11 @@ func (p *Producer) submit(ctx context.Context, req *Request) (Result, error) {
 }
 
 func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string) (Result, error) {
+	if p.Guard != nil {
+		if err := p.Guard(ctx, req.To(), req.source()); err != nil {
+			return Result{}, err
+		}
+	}
 	for _, check := range p.Checks {
 		if err := check(ctx, req); err != nil {
 			return Result{}, err

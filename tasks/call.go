@@ -37,6 +37,7 @@ type CallPayload struct {
 	Twiml  string `json:"twiml,omitempty"` // inline TwiML document
 	Say    string `json:"say,omitempty"`   // text read aloud; the worker builds the TwiML
 	Record bool   `json:"record,omitempty"`
+	Source string `json:"source,omitempty"` // agent or operator, as SMSPayload.Source
 }
 
 // Normalize validates p and returns it with numbers in E.164.
@@ -53,6 +54,9 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 			return p, err
 		}
 		p.From = from.String()
+	}
+	if err := checkSource(p.Source); err != nil {
+		return p, err
 	}
 	given := 0
 	for _, s := range []string{p.URL, p.Twiml, p.Say} {

@@ -88,6 +88,8 @@ type CallHandler struct {
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
+	// Guard, when set, is the fraud guard (as in SMSHandler).
+	Guard Guard
 }
 
 // CallStatusEvents are the call events Twilio is asked to report.
@@ -115,13 +117,24 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 	to := phone.Number(p.To)
 	log = log.With("to", to)
 
-	out, err := h.OptOuts.OptedOut(ctx, optout.Voice, p.To)
+	if h.Guard != nil {
+		if reason := h.Guard.Refused(p.To); reason != "" {
+			log.Warn("call refused by the fraud guard", "reason", reason)
+			return archive("%s", reason)
+		}
+	}
+	gc := GuardCheck{To: p.To, Source: p.Source, Channel: "voice"}
+	out, blocked, err := preSend(ctx, h.Guard, h.OptOuts, optout.Voice, gc)
 	if err != nil {
 		return fmt.Errorf("check do-not-call: %w", err)
 	}
 	if out {
 		log.Info("call skipped: number is on the do-not-call list")
 		return writeResult(t, log, CallResult{Status: "skipped", Reason: "recipient opted out of calls"})
+	}
+	if blocked != "" {
+		log.Warn("call refused by the fraud guard", "reason", blocked)
+		return archive("%s", blocked)
 	}
 
 	params := twilioapi.CallParams{To: p.To, From: p.From, URL: p.URL, Twiml: p.Twiml, Record: p.Record}
@@ -149,6 +162,9 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
 				_ = h.Ledger.Abandon(ctx, id, p.To)
+			}
+			if te := (*twilioapi.Error)(nil); errors.As(err, &te) && IsFraudCode(te.Code) {
+				return strike(ctx, log, h.Guard, gc, te)
 			}
 			return callFailed(log, err, now)
 		}

@@ -89,6 +89,23 @@ type SMSPayload struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	// Redelivery is n for the n-th resend after a transient carrier failure.
 	Redelivery int `json:"redelivery,omitempty"`
+	// Source is who asked for the message: "agent" (the agent hub's
+	// actions, metered by the fraud guard) or "operator" (enqueue sms and
+	// bulk, /v1/campaigns); empty is operator.
+	Source string `json:"source,omitempty"`
+}
+
+// Sources of tasks (SMSPayload.Source, CallPayload.Source).
+const (
+	SourceAgent    = "agent"
+	SourceOperator = "operator"
+)
+
+func checkSource(s string) error {
+	if s != "" && s != SourceAgent && s != SourceOperator {
+		return fieldErr("source", "must be agent or operator")
+	}
+	return nil
 }
 
 var (
@@ -131,6 +148,9 @@ func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
 	case ClassTransactional, ClassAlert, ClassMarketing:
 	default:
 		return p, fieldErr("class", "must be transactional, alert or marketing")
+	}
+	if err := checkSource(p.Source); err != nil {
+		return p, err
 	}
 	if p.Redelivery < 0 {
 		// Tracker.Settle shifts by it: a negative count would panic there.

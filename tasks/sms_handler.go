@@ -16,6 +16,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
+	"github.com/sbagenthub/twilio-worker/segment"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
@@ -69,6 +70,10 @@ type SMSHandler struct {
 	// (a campaign's) against the pool's summed rate before its sender is
 	// chosen: pool.WithPool(limiter, pool).
 	PoolBooker Booker
+
+	// Guard, when set, is the fraud guard: its static rules are re-checked
+	// first, its velocity check joins the opt-out check's round trip.
+	Guard Guard
 }
 
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
@@ -124,6 +129,13 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return h.writeResult(ctx, t, *done)
 	}
 
+	if h.Guard != nil {
+		if reason := h.Guard.Refused(p.To); reason != "" {
+			log.Warn("sms refused by the fraud guard", "reason", reason)
+			return archive("%s", reason)
+		}
+	}
+
 	now := r.Now()
 	if expired(p, now) {
 		h.release(ctx, log, id, p, false)
@@ -164,16 +176,21 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	}
 
 	// The opt-out check comes immediately before the send, so a STOP that
-	// arrived while the task waited is honoured.
-	out, err := h.OptOuts.OptedOut(ctx, optout.SMS, p.To)
+	// arrived while the task waited is honoured; the fraud guard's velocity
+	// check shares its round trip.
+	out, blocked, err := preSend(ctx, h.Guard, h.OptOuts, optout.SMS, h.guardCheck(p))
 	if err != nil {
-		return fmt.Errorf("check opt-out: %w", err) // Redis trouble: retry
+		return err // Redis trouble: retry
 	}
 	if out {
 		h.release(ctx, log, id, p, h.Limiter != nil)
 		h.Metrics.Skipped("optout")
 		log.Info("sms skipped: recipient opted out")
 		return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: optout.ErrOptedOut.Error()})
+	}
+	if blocked != "" {
+		log.Warn("sms refused by the fraud guard", "reason", blocked)
+		return archive("%s", blocked)
 	}
 
 	// Campaign canceled? Checked last, right before the send.
@@ -241,6 +258,9 @@ func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload,
 		log.Warn("sms send failed; will retry", "err", err)
 		return fmt.Errorf("send sms: %w", err)
 	}
+	if IsFraudCode(te.Code) {
+		return h.fraudRefused(ctx, log, p, te)
+	}
 	switch te.Class {
 	case twilioapi.ClassOptedOut:
 		if _, aerr := h.OptOuts.Add(ctx, optout.SMS, p.To, optout.SourceTwilio); aerr != nil {
@@ -274,6 +294,16 @@ func (h *SMSHandler) failed(ctx context.Context, log *slog.Logger, p SMSPayload,
 		log.Warn("sms send failed; will retry", "class", te.Class.String(), "err", te.Message)
 		return fmt.Errorf("send sms: %w", te)
 	}
+}
+
+func (h *SMSHandler) guardCheck(p SMSPayload) GuardCheck {
+	return GuardCheck{To: p.To, Source: p.Source, Segments: segment.Analyze(p.Body).Segments, Channel: "sms"}
+}
+
+// fraudRefused archives a message Twilio refused as fraud, counting the
+// refusal toward its prefix.
+func (h *SMSHandler) fraudRefused(ctx context.Context, log *slog.Logger, p SMSPayload, te *twilioapi.Error) error {
+	return strike(ctx, log, h.Guard, h.guardCheck(p), te)
 }
 
 // alreadySent returns the task's result when the ledger shows that an

@@ -63,6 +63,9 @@ type Tracker struct {
 	Comms            *commlog.Log  // the communications log; nil records nothing
 	Logger           *slog.Logger  // the process's own log
 	Metrics          *metrics.Metrics
+	// Guard, when set, counts a carrier verdict with one of Twilio's fraud
+	// codes (FraudCodes) toward the message's prefix.
+	Guard Guard
 }
 
 // Start records an accepted message and schedules its follow-up.
@@ -207,6 +210,15 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 	entry.Event = commlog.Undelivered
 	if rec.Status == "failed" {
 		entry.Event = commlog.Failed
+	}
+	if IsFraudCode(rec.ErrorCode) && tr.Guard != nil {
+		var p SMSPayload
+		_ = json.Unmarshal(rec.Payload, &p)
+		reason, err := tr.Guard.Strike(ctx, GuardCheck{To: rec.To, Source: p.Source, Channel: "sms"}, rec.ErrorCode)
+		if err != nil {
+			log.Warn("fraud guard: could not count Twilio's refusal", "err", err)
+		}
+		entry.Reason = reason
 	}
 	tr.logEntry(ctx, log, entry)
 	if !delivery.Transient(rec.ErrorCode) || rec.Attempt >= tr.RedeliverMax {

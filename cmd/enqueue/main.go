@@ -42,6 +42,8 @@ Usage:
               recipients one per line, or CSV with a phone (or to) column whose
               other columns fill {{column}} in the body; safe to run again
   enqueue campaign status|cancel ID
+  enqueue fraud list | unblock PREFIX | safe add|remove|list [NUMBER_OR_PREFIX]
+              the fraud guard's blocked prefixes (until when, why) and its safe list
   enqueue pool status         the sender pool: numbers, rates, next free slots, out of rotation and why
   enqueue pool restore NUMBER put a pool number back in rotation
 
@@ -62,6 +64,8 @@ Environment:
   MAX_SEGMENTS    longest body in SMS segments (default 10)
   DEFAULT_REGION  region for national numbers such as (415) 555-1234, e.g. US (default: refuse them)
   RESULT_TTL      how long a task's result is kept (default 24h)
+  ALLOWED_COUNTRIES, BLOCKED_COUNTRIES, ALLOW_NUMBER_TYPES
+                  the fraud guard's refusals at enqueue, as the worker reads them
 
 Output is JSON on stdout. Exit status: 0 ok, 2 bad input (the field is named on
 stderr, nothing is queued; also an --id already used for another task), 1
@@ -124,6 +128,8 @@ func run(args []string, e env) int {
 		err = cmdCampaign(args[1:], e)
 	case "cancel":
 		err = cmdCancel(args[1:], e)
+	case "fraud": // fraud.go
+		err = cmdFraud(args[1:], e)
 	case "pool": // pool.go
 		err = cmdPool(args[1:], e)
 	default:
@@ -300,7 +306,12 @@ func newProducer(ctx context.Context, e env, rdb redis.UniversalClient, r tasks.
 	if err != nil {
 		return nil, err
 	}
-	p := &producer.Producer{Redis: rdb, Rules: r, Comms: commLog(e, rdb), Source: "cli", Calls: calls.NewStore(rdb), Durability: dur}
+	g, err := guard(e, rdb)
+	if err != nil {
+		return nil, err
+	}
+	p := &producer.Producer{Redis: rdb, Rules: r, Comms: commLog(e, rdb), Source: "cli", Calls: calls.NewStore(rdb), Durability: dur,
+		Guard: g.CheckEnqueue}
 	l, b, err := limits(ctx, rdb)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/phone"
@@ -97,6 +98,12 @@ var variables = []variable{
 	{"LOG_MAX_ENTRIES", strconv.Itoa(commlog.MaxEntriesDefault), "the communications log keeps about this many entries at most (the oldest go first)"},
 	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
 	{"PPROF_ADDR", "", "serve Go's /debug/pprof/ on this address (loopback only), for profiling; unset: off"},
+	{"ALLOWED_COUNTRIES", fraud.Variables[0][1], fraud.Variables[0][2]},
+	{"BLOCKED_COUNTRIES", fraud.Variables[1][1], fraud.Variables[1][2]},
+	{"ALLOW_NUMBER_TYPES", fraud.Variables[2][1], fraud.Variables[2][2]},
+	{"PREFIX_RATE", fraud.Variables[3][1], fraud.Variables[3][2]},
+	{"COUNTRY_DAILY_SEGMENTS", fraud.Variables[4][1], fraud.Variables[4][2]},
+	{"FRAUD_BLOCK_FOR", fraud.Variables[5][1], fraud.Variables[5][2]},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 }
@@ -205,6 +212,7 @@ type Config struct {
 	TwilioMaxConc    int
 	QuietHours       string
 	Compliance       Compliance // compliance.go
+	Fraud            fraud.Config
 	Rules            tasks.Rules
 	Polling          tasks.Polling
 	RedeliverMax     int
@@ -362,6 +370,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		bad("MAX_SEGMENTS", "must be a whole number from 1 to 100")
 	}
 	if c.Compliance, err = parseCompliance(get); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Fraud, err = fraud.ParseConfig(get); err != nil {
 		errs = append(errs, err)
 	}
 	ttl, err := time.ParseDuration(get("RESULT_TTL"))

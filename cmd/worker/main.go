@@ -31,6 +31,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/internal/keymigrate"
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
@@ -156,10 +157,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	records := calls.NewStore(rdb)
 	records.Comms = commLog // placed, each status, ended
 	sends := ledger.New(rdb).WithDurability(cfg.Durability).ReadLegacy(legacyLedger)
+	fraudCfg := cfg.Fraud
+	fraudCfg.Log, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
+	guard := fraud.New(rdb, fraudCfg)
 	enqueuer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
 		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
 		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Comms: commLog, Logger: log, Metrics: m,
+		Guard: guard,
 	}
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
@@ -169,7 +174,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
-		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m,
+		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard,
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
@@ -180,6 +185,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
 		Campaigns: campaign.NewStore(rdb),
+		Guard:     guard,
 	}
 	if senders != nil {
 		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
@@ -218,10 +224,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
-			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability},
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
+		Guard:    guard,
 	}
 	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
 	if cfg.Dashboard.Disabled {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 )
@@ -113,6 +114,30 @@ func TestPublicURLNeedsTheAuthToken(t *testing.T) {
 	env["TWILIO_AUTH_TOKEN"] = "0123456789abcdef0123456789abcdef"
 	if _, err := loadConfig(nil, func(k string) string { return env[k] }, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFraudConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, err := loadConfig([]string{"--prefix-rate", "5/h"}, func(k string) string {
+		return map[string]string{"ALLOWED_COUNTRIES": "us,GB", "FRAUD_BLOCK_FOR": "1h"}[k]
+	}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := fraud.New(nil, cfg.Fraud).Config()
+	if g.PrefixRate.N != 5 || g.PrefixRate.Per != time.Hour || g.BlockFor != time.Hour ||
+		strings.Join(g.Allowed, ",") != "US,GB" || strings.Join(g.Blocked, ",") != strings.Join(fraud.BlockedDefault, ",") ||
+		g.CountrySegments["GB"] != 5000 || g.CountrySegments["*"] != 1000 {
+		t.Fatalf("fraud config %+v", g)
+	}
+	bad := map[string]string{"ALLOWED_COUNTRIES": "Germany", "BLOCKED_COUNTRIES": "N G", "ALLOW_NUMBER_TYPES": "mobile",
+		"PREFIX_RATE": "lots", "COUNTRY_DAILY_SEGMENTS": "GB=five", "FRAUD_BLOCK_FOR": "forever"}
+	_, err = loadConfig(nil, func(k string) string { return bad[k] }, &stderr)
+	for name := range bad {
+		if err == nil || !strings.Contains(err.Error(), name+":") {
+			t.Errorf("error %v does not name %s", err, name)
+		}
 	}
 }
 
