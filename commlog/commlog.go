@@ -36,6 +36,7 @@ const (
 	OptOut      = "opt-out"
 	OptIn       = "opt-in"
 	CallEnded   = "call-ended"
+	CallStatus  = "call-status" // a call's progress (VAPI's status-update)
 )
 
 // Entry is one line of the log.
