@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,7 +33,15 @@ type CallPayload struct {
 	Twiml  string `json:"twiml,omitempty"` // inline TwiML document
 	Say    string `json:"say,omitempty"`   // text read aloud; the worker builds the TwiML
 	Record bool   `json:"record,omitempty"`
+	// AssistantID makes the call one a VAPI assistant conducts: VAPI places
+	// it (from VAPI_PHONE_NUMBER_ID; From, URL, Twiml, Say and Record do not
+	// apply). Agent asks for the default assistant (VAPI_ASSISTANT_ID).
+	AssistantID string `json:"assistantId,omitempty"`
+	Agent       bool   `json:"agent,omitempty"`
 }
+
+// assistantIDPattern is what an assistant id may hold (VAPI's are UUIDs).
+var assistantIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Normalize validates p and returns it with numbers in E.164.
 func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
@@ -48,6 +57,28 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 			return p, err
 		}
 		p.From = from.String()
+	}
+	p.AssistantID = strings.TrimSpace(p.AssistantID)
+	if p.Agent && p.AssistantID == "" {
+		if r.AssistantID == "" {
+			return p, fieldErr("agent", "needs VAPI_ASSISTANT_ID set on the worker, or give assistantId")
+		}
+		p.AssistantID = r.AssistantID
+	}
+	if p.AssistantID != "" {
+		if !assistantIDPattern.MatchString(p.AssistantID) {
+			return p, fieldErr("assistantId", "must be a VAPI assistant id (letters, digits, '-' and '_', at most 64)")
+		}
+		for field, v := range map[string]string{"url": p.URL, "twiml": p.Twiml, "say": p.Say, "from": p.From} {
+			if strings.TrimSpace(v) != "" {
+				return p, fieldErr(field, "does not apply to a call an assistant conducts (assistantId)")
+			}
+		}
+		if p.Record {
+			return p, fieldErr("record", "does not apply to a call an assistant conducts (the assistant's settings record it)")
+		}
+		p.Agent = false
+		return p, nil
 	}
 	given := 0
 	for _, s := range []string{p.URL, p.Twiml, p.Say} {
@@ -143,6 +174,9 @@ type CallResult struct {
 	Status      string `json:"status"`
 	DateCreated string `json:"dateCreated,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// Provider is "vapi" for a call an assistant conducts; CallSID is then
+	// VAPI's call id.
+	Provider string `json:"provider,omitempty"`
 }
 
 // CallState is the agent hub's getCallStatus answer.
@@ -154,4 +188,10 @@ type CallState struct {
 	EndTime   string `json:"endTime,omitempty"`
 	To        string `json:"to"`
 	From      string `json:"from"`
+	// A call an assistant conducts (Provider "vapi"): why it ended, what it
+	// cost (USD), and its Twilio CallSid (Linked).
+	Provider    string   `json:"provider,omitempty"`
+	EndedReason string   `json:"endedReason,omitempty"`
+	Cost        *float64 `json:"cost,omitempty"`
+	Linked      string   `json:"linked,omitempty"`
 }
