@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -22,6 +22,7 @@ const (
 	ActionMakeCall      = "makeCall"
 	ActionGetCallStatus = "getCallStatus"
 	ActionSendBulkSMS   = "sendBulkSMS"
+	ActionHangupCall    = "hangupCall"
 )
 
 // Codes of ActionError, also the "code" of the HTTP error answer.
@@ -41,7 +42,7 @@ type Action struct {
 	Priority string
 	SMS      tasks.SMSPayload  // sendSMS
 	Call     tasks.CallPayload // makeCall
-	CallSID  string            // getCallStatus
+	CallSID  string            // getCallStatus, hangupCall: a Twilio CallSid or a VAPI call id
 	Bulk     campaign.Request  // sendBulkSMS
 }
 
@@ -88,14 +89,15 @@ var actionArgs = map[string]map[string]argSpec{
 	ActionMakeCall: {
 		"to": {kindString, true}, "from": {kindString, false}, "url": {kindString, false},
 		"twiml": {kindString, false}, "say": {kindString, false}, "record": {kindBool, false},
-		"priority": {kindString, false},
+		"priority": {kindString, false}, "assistantId": {kindString, false}, "agent": {kindBool, false},
 	},
 	ActionGetCallStatus: {
 		"callSid": {kindString, true},
 	},
+	ActionHangupCall: {
+		"callSid": {kindString, true},
+	},
 }
-
-var callSIDPattern = regexp.MustCompile(`^CA[0-9a-fA-F]{32}$`)
 
 // DecodeAction parses the agent hub's action JSON. It checks the envelope,
 // the action's name, and each argument's name and JSON type; the values
@@ -121,10 +123,10 @@ func DecodeAction(data []byte) (Action, error) {
 
 	raw, ok := env["action"]
 	if !ok || isNull(raw) {
-		return a, invalid("action", "is required: sendSMS, makeCall or getCallStatus")
+		return a, invalid("action", "is required: sendSMS, makeCall, getCallStatus or hangupCall")
 	}
 	if err := json.Unmarshal(raw, &a.Name); err != nil {
-		return a, invalid("action", "must be a string: sendSMS, makeCall or getCallStatus")
+		return a, invalid("action", "must be a string: sendSMS, makeCall, getCallStatus or hangupCall")
 	}
 	if a.Name == ActionSendBulkSMS {
 		return decodeBulk(a, env["arguments"])
@@ -132,7 +134,7 @@ func DecodeAction(data []byte) (Action, error) {
 	specs, ok := actionArgs[a.Name]
 	if !ok {
 		return a, &ActionError{Code: CodeUnknownAction, Field: "action",
-			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall, getCallStatus or sendBulkSMS", quoteShort(a.Name))}
+			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall, getCallStatus, hangupCall or sendBulkSMS", quoteShort(a.Name))}
 	}
 
 	rawArgs, ok := env["arguments"]
@@ -155,7 +157,7 @@ func DecodeAction(data []byte) (Action, error) {
 		}
 	}
 	str := map[string]string{}
-	var record bool
+	flags := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		spec := specs[name]
 		v, present := args[name]
@@ -173,9 +175,11 @@ func DecodeAction(data []byte) (Action, error) {
 			}
 			str[name] = s
 		case kindBool:
-			if err := json.Unmarshal(v, &record); err != nil {
+			var b bool
+			if err := json.Unmarshal(v, &b); err != nil {
 				return a, invalid(name, "must be true or false")
 			}
+			flags[name] = b
 		}
 	}
 	if p, ok := str["priority"]; ok {
@@ -188,11 +192,12 @@ func DecodeAction(data []byte) (Action, error) {
 	case ActionSendSMS:
 		a.SMS = tasks.SMSPayload{To: str["to"], Body: str["body"], From: str["from"], Class: str["class"], ValidFor: str["validFor"]}
 	case ActionMakeCall:
-		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"], Record: record}
-	case ActionGetCallStatus:
+		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"],
+			Record: flags["record"], AssistantID: str["assistantId"], Agent: flags["agent"]}
+	case ActionGetCallStatus, ActionHangupCall:
 		a.CallSID = strings.TrimSpace(str["callSid"])
-		if !callSIDPattern.MatchString(a.CallSID) {
-			return a, invalid("callSid", "must be a call SID: CA followed by 32 hexadecimal digits")
+		if _, err := calls.CheckID(a.CallSID); err != nil {
+			return a, invalid("callSid", "%v", err)
 		}
 	}
 	return a, nil

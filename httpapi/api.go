@@ -16,6 +16,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 // Limits of the agent hub's API.
@@ -95,6 +96,9 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	case ActionGetCallStatus:
 		s.callStatus(w, r, a.CallSID)
 		return
+	case ActionHangupCall:
+		s.hangupCall(w, r, a.CallSID)
+		return
 	case ActionSendBulkSMS:
 		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}, a.Bulk)
 		s.answerCampaign(w, a.Bulk, sum, err)
@@ -109,6 +113,10 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	case ActionMakeCall:
 		if s.Calls == nil {
 			writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
+			return
+		}
+		if (a.Call.AssistantID != "" || a.Call.Agent) && s.Agents == nil {
+			writeError(w, http.StatusUnprocessableEntity, CodeInvalidField, "assistantId", "assistantId: VAPI is not configured on this worker (VAPI_API_KEY)")
 			return
 		}
 		task, err = tasks.NewMakeCallTask(a.Call, s.Rules, taskOptions(a, key)...)
@@ -275,17 +283,34 @@ func (s *Server) callStatus(w http.ResponseWriter, r *http.Request, sid string) 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callStatusTimeout)
 	defer cancel()
-	var fetcher tasks.CallFetcher
-	if s.Twilio != nil {
-		fetcher = s.Twilio
+	v, err := s.lookupCall(ctx, sid)
+	s.answerCall(w, v, err)
+}
+
+// hangupCall answers hangupCall.
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, sid string) {
+	if s.Calls == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "hangupCall is not available in this worker")
+		return
 	}
-	v, err := tasks.LookupCall(ctx, s.Calls, fetcher, sid)
+	ctx, cancel := context.WithTimeout(r.Context(), callStatusTimeout)
+	defer cancel()
+	v, err := s.hangup(ctx, sid)
+	s.answerCall(w, v, err)
+}
+
+func (s *Server) answerCall(w http.ResponseWriter, v tasks.CallState, err error) {
 	var tw *twilioapi.Error
+	var ve *vapi.Error
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
-	case errors.Is(err, calls.ErrNotFound) || (errors.As(err, &tw) && tw.Class == twilioapi.ClassNotFound):
+	case errors.Is(err, calls.ErrNotFound) || (errors.As(err, &tw) && tw.Class == twilioapi.ClassNotFound) || vapi.IsNotFound(err):
 		writeError(w, http.StatusNotFound, "not_found", "callSid", "no such call")
+	case errors.Is(err, tasks.ErrNoProvider):
+		writeError(w, http.StatusUnprocessableEntity, CodeInvalidField, "callSid", "callSid: "+err.Error())
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadGateway, "vapi_error", "", ve.Error())
 	default:
 		writeTaskError(w, err, s)
 	}

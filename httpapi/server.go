@@ -22,6 +22,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 // Server holds what the handlers need. Fields left nil disable the routes
@@ -50,6 +51,12 @@ type Server struct {
 	Dashboard Dashboard        // /monitoring/ (asynqmon); zero: read-only, no password
 	// HelpText answers HELP/INFO on /twilio/inbound (HELP_TEXT); empty: HelpTextDefault.
 	HelpText string
+
+	// VAPI is the Server URL's handler (POST /vapi/server); its Actions
+	// default to this server's. Agents reaches VAPI for the calls an
+	// assistant conducts. nil: no VAPI.
+	VAPI   *vapi.Handler
+	Agents tasks.AgentCaller
 }
 
 // Handler returns the routes.
@@ -70,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.routeVAPI(mux)      // /vapi/server (vapi.go)
 	return s.middleware(mux)
 }
 
