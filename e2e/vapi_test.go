@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,8 +208,8 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 	st := waitStatusWithin(t, vs.env, taskID, 60)
 	var res struct{ CallSid, Provider string }
 	_ = json.Unmarshal(st.Result, &res)
-	if st.State != "completed" || res.Provider != "vapi" {
-		t.Fatalf("task %+v", st)
+	if st.State != "completed" || res.Provider != "vapi" || st.Retried < 1 {
+		t.Fatalf("task %+v: want completed after the lost answer's retry", st)
 	}
 	list := vapiCalls(t, vs.vapiURL)
 	if len(list) != 1 || list[0].ID != res.CallSid || list[0].AssistantID != "asst-1" || list[0].Customer.Number != "+14155550194" {
@@ -230,6 +231,13 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 	}
 	if cs.Status != "ended" || cs.EndedReason != "customer-ended-call" || cs.Duration < 1 || cs.Cost == nil {
 		t.Fatalf("getCallStatus %s", g.body)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for !slices.Contains(vapiCalls(t, vs.vapiURL)[0].Events, "end-of-call-report") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not take the end-of-call-report: %+v", vapiCalls(t, vs.vapiURL)[0])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The log shows why it ended.
 	deadline = time.Now().Add(30 * time.Second)

@@ -253,6 +253,7 @@ func newCallSID() string {
 func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
 
 func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
+	k := s.Knobs() // read once, before the call exists: a drop is decided with the call
 	var req vapi.CreateCall
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "body must be JSON: "+err.Error())
@@ -290,7 +291,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	go s.runCall(c)
 	s.log.Debug("vapisim call created", "id", id)
-	if k := s.Knobs(); k.DropRate > 0 && mathrand.Float64() < k.DropRate {
+	if k.DropRate > 0 && mathrand.Float64() < k.DropRate {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			panic(http.ErrAbortHandler)
