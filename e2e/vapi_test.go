@@ -239,6 +239,11 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	var cli callStatus
+	runEnqueue(t, vs.env, "call-status", res.CallSid).json(t, &cli)
+	if cli.Status != "ended" || cli.CallSid != res.CallSid {
+		t.Fatalf("enqueue call-status %+v", cli)
+	}
 	// The log shows why it ended.
 	deadline = time.Now().Add(30 * time.Second)
 	for {
@@ -250,6 +255,14 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 			t.Fatalf("enqueue log --task %s: %s %s", taskID, lr.stdout, lr.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// enqueue call --assistant: the same path from the command line.
+	r2 := runEnqueue(t, vs.env, "call", "--to", "+14155550197", "--assistant", "asst-cli")
+	var q struct{ TaskID string }
+	r2.json(t, &q)
+	if st := waitStatus(t, vs.env, q.TaskID); st.State != "completed" || !strings.Contains(string(st.Result), `"provider":"vapi"`) {
+		t.Fatalf("enqueue call --assistant: %+v %s", st, st.Result)
 	}
 
 	// "agent": true from an assistant's tool call: the default assistant.

@@ -13,6 +13,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 func cmdCall(args []string, e env) error {
@@ -25,6 +26,8 @@ func cmdCall(args []string, e env) error {
 	fs.StringVar(&p.Twiml, "twiml", "", "inline TwiML: <Response>…</Response>")
 	fs.StringVar(&p.Say, "say", "", "text to read aloud")
 	fs.BoolVar(&p.Record, "record", false, "record the call (get consent first)")
+	fs.StringVar(&p.AssistantID, "assistant", "", "VAPI assistant id: the assistant conducts the call, placed through VAPI (instead of --url, --twiml, --say)")
+	fs.BoolVar(&p.Agent, "agent", false, "the default assistant (VAPI_ASSISTANT_ID) conducts the call")
 	fs.StringVar(&queue, "queue", tasks.QueueDefault, "critical, default or bulk")
 	fs.StringVar(&id, "id", "", "task id; the same id again returns the existing task")
 	r, opts, err := parseProducer(fs, args, e, &p.To, &queue, &id)
@@ -113,7 +116,17 @@ func cmdCallStatus(args []string, e env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	store := calls.NewStore(rdb)
-	st, err := tasks.LookupCall(ctx, store, fetcher, fs.Arg(0))
+	var st tasks.CallState
+	if calls.KindOf(fs.Arg(0)) == calls.KindVAPI {
+		// A call an assistant conducts: VAPI is asked when VAPI_API_KEY is set.
+		var agents tasks.AgentCaller
+		if key := e.getenv("VAPI_API_KEY"); key != "" {
+			agents = &vapi.Client{BaseURL: e.getenv("VAPI_API_URL"), APIKey: twilioapi.Secret(key)}
+		}
+		st, err = tasks.LookupAgentCall(ctx, store, agents, fs.Arg(0))
+	} else {
+		st, err = tasks.LookupCall(ctx, store, fetcher, fs.Arg(0))
+	}
 	if errors.Is(err, calls.ErrNotFound) || twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
 		return inputError{fmt.Errorf("call %s: no record (and Twilio has none)", fs.Arg(0))}
 	}
