@@ -291,9 +291,9 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 	}
 }
 
-func TestVAPIHangupEndsRingingTwilioCall(t *testing.T) {
+func TestVAPIHangupEndsRingingCalls(t *testing.T) {
 	t.Parallel()
-	vs := newVAPIStack(t, nil, []string{"--call-ring", "5m"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
+	vs := newVAPIStack(t, []string{"--call-ring", "5m"}, []string{"--call-ring", "5m"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
 	_, sid := placeCall(t, vs.stack, "--to", "+14155550196", "--say", "hello")
 	deadline := time.Now().Add(30 * time.Second)
 	for simCalls(t, vs.simURL)[sid].Status != "ringing" {
@@ -312,5 +312,23 @@ func TestVAPIHangupEndsRingingTwilioCall(t *testing.T) {
 	poll := waitStatusWithin(t, vs.env, "call-poll:"+sid, 60)
 	if !strings.Contains(string(poll.Result), `"status":"canceled"`) {
 		t.Fatalf("poll %+v %s", poll, poll.Result)
+	}
+
+	// An assistant's ringing call: ended through VAPI's call control.
+	r := call(t, "POST", "http://"+vs.http+"/v1/actions?wait=10s", `{"action":"makeCall","arguments":{"to":"+14155550198","agent":true}}`, nil)
+	var placed struct{ CallSid string }
+	if err := json.Unmarshal([]byte(r.body), &placed); err != nil || placed.CallSid == "" {
+		t.Fatalf("makeCall: %d %s", r.status, r.body)
+	}
+	h := call(t, "POST", "http://"+vs.http+"/v1/actions", `{"action":"hangupCall","arguments":{"callSid":"`+placed.CallSid+`"}}`, nil)
+	if h.status != 200 {
+		t.Fatalf("hangupCall of an assistant's call: %d %s", h.status, h.body)
+	}
+	poll = waitStatusWithin(t, vs.env, "call-poll:"+placed.CallSid, 60)
+	if !strings.Contains(string(poll.Result), `"endedReason":"manually-canceled"`) {
+		t.Fatalf("poll %+v %s", poll, poll.Result)
+	}
+	if c := vapiCalls(t, vs.vapiURL); len(c) != 1 || c[0].Status != "ended" {
+		t.Fatalf("VAPI calls %+v", c)
 	}
 }
