@@ -140,6 +140,21 @@ func TestVAPIToolCallTextsTheCaller(t *testing.T) {
 		t.Fatalf("bad number: %+v", res)
 	}
 
+	// The opt-out list applies as everywhere: the assistant learns it was not sent.
+	if err := vs.redis.Client(t).SAdd(bg, "tw:optout:sms", "+14155550199").Err(); err != nil {
+		t.Fatal(err)
+	}
+	out := vs.toolCall(t, map[string]any{"name": "sendSMS", "id": "call_out", "customer": "+14155550199", "arguments": map[string]any{"body": "x"}})
+	if res := oneResult(t, out); !strings.Contains(res.Error, "opted out") && !strings.Contains(res.Result, `"status":"queued"`) {
+		t.Fatalf("opted-out caller: %+v", res)
+	}
+	if st := waitStatus(t, vs.env, vapi.ToolKey(out.CallID, "call_out")); !strings.Contains(string(st.Result), "skipped") {
+		t.Fatalf("opted-out caller's task %+v %s", st, st.Result)
+	}
+	if ms := messagesTo(t, vs.stack, "+14155550199"); len(ms) != 0 {
+		t.Fatalf("a message to an opted-out caller: %+v", ms)
+	}
+
 	// Several calls in one message come back in their order.
 	multi := vs.toolCall(t, map[string]any{"customer": "+14155550192", "toolCalls": []map[string]any{
 		{"id": "t1", "name": "sendSMS", "arguments": map[string]any{"body": "one"}},
