@@ -184,7 +184,9 @@ func (h *Handler) toolCalls(ctx context.Context, m *Message) ToolResponse {
 		res := ToolResult{ToolCallID: tc.ID, Name: tc.Function.Name}
 		text, err := h.run(ctx, m, callID, tc)
 		if err != nil {
-			res.Error = OneLine(err.Error())
+			if res.Error = OneLine(err.Error()); res.Error == "" {
+				res.Error = "failed"
+			}
 		} else {
 			res.Result = text
 		}
