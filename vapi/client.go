@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
@@ -172,8 +174,12 @@ func errorMessage(b []byte) string {
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
-	return msg
+	// VAPI may quote the customer's number: none reaches a log or a task's error.
+	return numberLike.ReplaceAllStringFunc(msg, phone.Mask)
 }
+
+// numberLike matches anything in a message that may be a phone number.
+var numberLike = regexp.MustCompile(`\+?\d[\d \-().]{5,}\d`)
 
 // CreateCall places a call an assistant conducts (POST /call). VAPI has no
 // idempotency key: a lost answer may leave a placed call behind, which

@@ -271,3 +271,10 @@ func TestResultText(t *testing.T) {
 		t.Fatalf("pending text %s", s)
 	}
 }
+
+func TestErrorMessagesMaskNumbers(t *testing.T) {
+	got := errorMessage([]byte(`{"message":["customer.number +14155550123 is not allowed","limit reached"],"statusCode":400}`))
+	if strings.Contains(got, "4155550123") || !strings.Contains(got, "limit reached") {
+		t.Fatalf("errorMessage = %q", got)
+	}
+}
