@@ -13,6 +13,9 @@ const (
 	TypeStatusUpdate     = "status-update"
 	TypeEndOfCallReport  = "end-of-call-report"
 	TypeAssistantRequest = "assistant-request"
+	// TypeFunctionCall is the legacy form of a tool call (an assistant's
+	// model.functions): one call, no id, answered {"result": …}.
+	TypeFunctionCall = "function-call"
 )
 
 // Envelope is the body of every server message: {"message":{"type":…}}.
@@ -34,6 +37,9 @@ type Message struct {
 	ToolCallList         []ToolCall        `json:"toolCallList,omitempty"`
 	ToolCalls            []ToolCall        `json:"toolCalls,omitempty"`
 	ToolWithToolCallList []json.RawMessage `json:"toolWithToolCallList,omitempty"`
+
+	// function-call (legacy): name and parameters, a string or an object.
+	FunctionCall *FunctionCall `json:"functionCall,omitempty"`
 
 	// status-update and end-of-call-report.
 	Status      string    `json:"status,omitempty"`
@@ -62,6 +68,12 @@ func (m *Message) CustomerNumber() string {
 		return m.Call.Customer.Number
 	}
 	return ""
+}
+
+// FunctionCall is the call of a legacy function-call message.
+type FunctionCall struct {
+	Name       string    `json:"name"`
+	Parameters Arguments `json:"parameters"`
 }
 
 // Artifact is what a call leaves behind: the transcript and recording.

@@ -149,6 +149,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch m.Type {
 	case TypeToolCalls:
 		writeJSON(w, http.StatusOK, h.toolCalls(r.Context(), m))
+	case TypeFunctionCall:
+		writeJSON(w, http.StatusOK, h.functionCall(r.Context(), m))
 	case TypeStatusUpdate, TypeEndOfCallReport:
 		h.callEvent(r.Context(), m)
 		writeJSON(w, http.StatusOK, map[string]any{})
@@ -193,6 +195,38 @@ func (h *Handler) toolCalls(ctx context.Context, m *Message) ToolResponse {
 		out.Results = append(out.Results, res)
 	}
 	return out
+}
+
+// functionCall answers a legacy function-call message: {"result": …} or
+// {"error": …}. It has no id of its own, so the call is keyed by the VAPI
+// call, the function and its parameters: the same request twice in one call
+// acts once.
+func (h *Handler) functionCall(ctx context.Context, m *Message) map[string]string {
+	if m.FunctionCall == nil {
+		return map[string]string{"error": "functionCall: is missing"}
+	}
+	wait := h.ToolWait
+	if wait <= 0 {
+		wait = ToolWaitDefault
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	callID := ""
+	if m.Call != nil {
+		callID = m.Call.ID
+	}
+	fc := m.FunctionCall
+	sum := sha256.Sum256(append([]byte(fc.Name+"\x00"), fc.Parameters...))
+	tc := ToolCall{ID: "function-call:" + hex.EncodeToString(sum[:16]), Function: ToolFunction{Name: fc.Name, Arguments: fc.Parameters}}
+	text, err := h.run(ctx, m, callID, tc)
+	if err != nil {
+		msg := OneLine(err.Error())
+		if msg == "" {
+			msg = "failed"
+		}
+		return map[string]string{"error": msg}
+	}
+	return map[string]string{"result": text}
 }
 
 type toolError string

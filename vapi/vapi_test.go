@@ -278,3 +278,27 @@ func TestErrorMessagesMaskNumbers(t *testing.T) {
 		t.Fatalf("errorMessage = %q", got)
 	}
 }
+
+func TestLegacyFunctionCall(t *testing.T) {
+	fa := &fakeActions{}
+	h := &Handler{Auth: Auth{Token: "tok"}, Actions: fa}
+	msg := `{"message":{"type":"function-call","call":{"id":"c9","customer":{"number":"+14155550100"}},
+		"functionCall":{"name":"sendSMS","parameters":"{\"body\":\"hi\"}"}}}`
+	var keys []string
+	for range 2 {
+		w := post(t, h, msg, map[string]string{"Authorization": "Bearer tok"})
+		var resp map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != 200 || resp["result"] == "" {
+			t.Fatalf("function-call: %d %s", w.Code, w.Body)
+		}
+	}
+	for _, c := range fa.calls {
+		keys = append(keys, c.key)
+		if c.args["to"] != "+14155550100" {
+			t.Fatalf("args %+v", c.args)
+		}
+	}
+	if len(keys) != 2 || keys[0] != keys[1] {
+		t.Fatalf("keys %v: the same request twice must name the same task", keys)
+	}
+}
