@@ -320,10 +320,14 @@ func (h *Handler) callEvent(ctx context.Context, m *Message) {
 	u.StartTime, u.EndTime = Time(started), Time(ended)
 	u.Duration = duration(started, ended)
 
-	to := m.CustomerNumber()
-	from := ""
+	// The customer is the callee of an outbound call and the caller of an
+	// inbound one.
+	to, from := m.CustomerNumber(), ""
 	if m.PhoneNumber != nil {
 		from = m.PhoneNumber.Number
+	}
+	if c.Type == "inboundPhoneCall" {
+		to, from = from, to
 	}
 	key, taskID := c.ID, ""
 	if h.Calls != nil {

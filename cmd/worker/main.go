@@ -341,6 +341,9 @@ func pprofHandler() http.Handler {
 // otherwise nil: no assistant calls.
 func connectVAPI(cfg Config, local bool, log *slog.Logger) (*vapi.Client, vapi.Auth, func(), error) {
 	auth := vapi.Auth{Token: cfg.VAPI.ServerToken, HMACSecret: cfg.VAPI.HMACSecret}
+	if cfg.VAPI.ToolWait >= 20*time.Second {
+		log.Warn("VAPI_TOOL_WAIT is at or above VAPI's default tool timeout (20 s): raise the tools' timeoutSeconds, or VAPI gives up first", "wait", cfg.VAPI.ToolWait)
+	}
 	if cfg.VAPI.APIKey != "" {
 		return &vapi.Client{BaseURL: cfg.VAPI.APIURL, APIKey: cfg.VAPI.APIKey, PhoneNumberID: cfg.VAPI.PhoneNumberID}, auth, func() {}, nil
 	}
