@@ -21,6 +21,7 @@ type Metrics struct {
 	TwilioDuration  *prometheus.HistogramVec // twilio_request_duration_seconds{op}
 	RateLimitDefers *prometheus.CounterVec   // ratelimit_deferred_total{scope}
 	Calls           *prometheus.CounterVec   // calls_total{status}
+	VAPIToolCalls   *prometheus.CounterVec   // vapi_tool_calls_total{tool,outcome}
 }
 
 // New creates the collectors and registers them with reg (when not nil).
@@ -41,10 +42,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "ratelimit_deferred_total", Help: "Tasks rescheduled by a rate limit, by scope (sender, recipient, call, twilio)."}, []string{"scope"}),
 		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "calls_total", Help: "Calls by final status."}, []string{"status"}),
+		VAPIToolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "vapi_tool_calls_total", Help: "VAPI assistants' tool calls by tool and outcome (done, queued, error)."}, []string{"tool", "outcome"}),
 	}
 	m.initKnownLabels()
 	if reg != nil {
-		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls)
+		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls, m.VAPIToolCalls)
 	}
 	return m
 }
@@ -89,5 +92,13 @@ func (m *Metrics) ObserveTwilio(op, outcome string, took time.Duration) {
 	if m != nil {
 		m.TwilioRequests.WithLabelValues(op, outcome).Inc()
 		m.TwilioDuration.WithLabelValues(op).Observe(took.Seconds())
+	}
+}
+
+// VAPIToolCall counts one tool call of a VAPI assistant; it fits
+// vapi.Handler.Observe.
+func (m *Metrics) VAPIToolCall(tool, outcome string) {
+	if m != nil {
+		m.VAPIToolCalls.WithLabelValues(tool, outcome).Inc()
 	}
 }

@@ -93,6 +93,21 @@ type Handler struct {
 	// with no assistant of its own); empty: not answered.
 	AssistantID string
 	Logger      *slog.Logger
+	// Observe counts each tool call by tool (one of the four, or "unknown")
+	// and outcome (done, queued, error); nil counts nothing.
+	Observe func(tool, outcome string)
+}
+
+func (h *Handler) observe(tool, outcome string) {
+	if h.Observe == nil {
+		return
+	}
+	switch tool {
+	case ToolSendSMS, ToolMakeCall, ToolGetCallStatus, ToolHangupCall:
+	default:
+		tool = "unknown"
+	}
+	h.Observe(tool, outcome)
 }
 
 func (h *Handler) logger() *slog.Logger {
@@ -236,23 +251,32 @@ func (e toolError) Error() string { return string(e) }
 func (h *Handler) run(ctx context.Context, m *Message, callID string, tc ToolCall) (string, error) {
 	log := h.logger().With("vapiCall", callID, "toolCall", tc.ID, "tool", tc.Function.Name)
 	if tc.ID == "" {
+		h.observe(tc.Function.Name, "error")
 		return "", toolError("toolCallId: is missing")
 	}
 	switch tc.Function.Name {
 	case ToolSendSMS, ToolMakeCall, ToolGetCallStatus, ToolHangupCall:
 	default:
+		h.observe(tc.Function.Name, "error")
 		return "", toolError("function: unknown tool " + quote(tc.Function.Name) + "; this server runs sendSMS, makeCall, getCallStatus and hangupCall")
 	}
 	args, err := tc.Function.Arguments.Object()
 	if err != nil {
+		h.observe(tc.Function.Name, "error")
 		return "", toolError("arguments: " + err.Error())
 	}
 	h.fillDefaults(m, tc.Function.Name, args)
 	raw, _ := json.Marshal(args)
 	res, err := h.Actions.Do(ctx, tc.Function.Name, raw, ToolKey(callID, tc.ID))
 	if err != nil {
+		h.observe(tc.Function.Name, "error")
 		log.Info("tool call refused or failed", "err", err)
 		return "", err
+	}
+	if res.Pending {
+		h.observe(tc.Function.Name, "queued")
+	} else {
+		h.observe(tc.Function.Name, "done")
 	}
 	log.Info("tool call done", "task", res.TaskID, "pending", res.Pending)
 	return res.Text(), nil

@@ -148,7 +148,9 @@ func post(t *testing.T, h http.Handler, body string, header map[string]string) *
 
 func TestToolCalls(t *testing.T) {
 	fa := &fakeActions{}
-	h := &Handler{Auth: Auth{Token: "tok"}, Actions: fa, Ours: func(n string) bool { return n == "+15005550006" }}
+	counted := map[string]int{}
+	h := &Handler{Auth: Auth{Token: "tok"}, Actions: fa, Ours: func(n string) bool { return n == "+15005550006" },
+		Observe: func(tool, outcome string) { counted[tool+" "+outcome]++ }}
 	auth := map[string]string{"Authorization": "Bearer tok"}
 	msg := `{"message":{"type":"tool-calls","call":{"id":"c1","customer":{"number":"+14155550100"}},
 		"phoneNumber":{"number":"+15005550006"},
@@ -196,6 +198,9 @@ func TestToolCalls(t *testing.T) {
 	}
 	if _, ok := d.args["from"]; ok {
 		t.Fatalf("an assistant's call got a from: %+v", d.args)
+	}
+	if counted["sendSMS done"] != 1 || counted["sendSMS error"] != 2 || counted["unknown error"] != 1 || counted["makeCall done"] != 1 {
+		t.Fatalf("counted %v", counted)
 	}
 	if a.key != ToolKey("c1", "a") || a.key == ToolKey("c2", "a") || len(a.key) > 128 {
 		t.Fatalf("key %q", a.key)

@@ -182,7 +182,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
 		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Log: commLog, ToolWait: cfg.VAPI.ToolWait,
-			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"),
+			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"), Observe: m.VAPIToolCall,
 			Ours: func(n string) bool { return n != "" && n == twCfg.PhoneNumber }},
 		Agents: agentCaller(agents),
 	}
