@@ -93,6 +93,9 @@ type Update struct {
 	AnsweredBy string
 	StartTime  time.Time
 	EndTime    time.Time
+	// TaskID names the task that placed the call, when the record was made
+	// before it knew (a status update that came first).
+	TaskID string
 	// VAPI's details; empty fields change nothing.
 	EndedReason string
 	Cost        *float64
@@ -185,6 +188,9 @@ func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool,
 		}
 		if u.Cost != nil {
 			r.Cost = u.Cost
+		}
+		if u.TaskID != "" && r.TaskID == "" {
+			r.TaskID = u.TaskID
 		}
 		if u.Linked != "" && r.Linked == "" {
 			r.Linked = u.Linked

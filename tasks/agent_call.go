@@ -88,6 +88,11 @@ func (h *CallHandler) placeAgentCall(ctx context.Context, t *asynq.Task, log *sl
 			Provider: calls.ProviderVAPI, Linked: call.PhoneCallProviderID, AssistantID: p.AssistantID, ControlURL: control}); err != nil {
 			log.Warn("could not record the call", "err", err)
 		}
+		// VAPI's first status update may have made the record already.
+		if _, _, err := h.Records.Apply(ctx, call.ID, calls.Update{Status: status, At: now, Source: "create", TaskID: id,
+			Linked: call.PhoneCallProviderID, ControlURL: control}); err != nil {
+			log.Warn("could not update the call's record", "err", err)
+		}
 	}
 	if h.Enqueuer != nil {
 		poll := NewPollCallTask(call.ID, h.Polling.Wait(0), r.ResultTTL)

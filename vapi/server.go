@@ -361,8 +361,12 @@ func (h *Handler) callEvent(ctx context.Context, m *Message) {
 			taskID = rec.TaskID
 			u.Linked = c.PhoneCallProviderID
 		case errors.Is(err, calls.ErrNotFound):
+			// An outbound call is VAPI's own (this worker's, whose record
+			// may not be made yet): keyed by its id. Another call (an
+			// inbound one, or a Twilio call an assistant joined) goes to the
+			// Twilio call's record.
 			provider, linked := calls.ProviderVAPI, c.PhoneCallProviderID
-			if calls.KindOf(c.PhoneCallProviderID) == calls.KindTwilio {
+			if c.Type != "outboundPhoneCall" && calls.KindOf(c.PhoneCallProviderID) == calls.KindTwilio {
 				key, provider, linked = c.PhoneCallProviderID, calls.ProviderTwilio, c.ID
 			} else if calls.KindOf(c.ID) == calls.KindInvalid {
 				log.Warn("VAPI call event without a usable call id; not recorded")
