@@ -307,3 +307,23 @@ func TestLegacyFunctionCall(t *testing.T) {
 		t.Fatalf("keys %v: the same request twice must name the same task", keys)
 	}
 }
+
+func TestOutboundCallEventKeysTheVAPICall(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	records := calls.NewStore(rdb)
+	h := &Handler{Auth: Auth{Token: "tok"}, Calls: records, Log: commlog.New(rdb, commlog.Config{})}
+	const id = "3f1c2a9e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+	sid := "CA" + strings.Repeat("ef", 16)
+	m := `{"message":{"type":"status-update","status":"queued","call":{"id":"` + id + `","type":"outboundPhoneCall","phoneCallProviderId":"` + sid + `","customer":{"number":"+14155550100"}}}}`
+	if w := post(t, h, m, map[string]string{"X-Vapi-Secret": "tok"}); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	rec, err := records.Get(context.Background(), id)
+	if err != nil || rec.Provider != calls.ProviderVAPI || rec.Linked != sid || rec.To != "+14155550100" {
+		t.Fatalf("record %+v, %v; want the VAPI call's", rec, err)
+	}
+	if _, err := records.Get(context.Background(), sid); !errors.Is(err, calls.ErrNotFound) {
+		t.Fatalf("a second record under the CallSid: %v", err)
+	}
+}
