@@ -57,8 +57,8 @@ func (vs *vapiStack) toolCall(t *testing.T, req map[string]any) toolAnswer {
 	return a
 }
 
-// waitMessages waits until twiliosim holds n messages to number.
-func waitMessages(t *testing.T, simURL, to string, n int) []simMessage {
+// waitMessagesTo waits until twiliosim holds n messages to number.
+func waitMessagesTo(t *testing.T, simURL, to string, n int) []simMessage {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -97,7 +97,7 @@ func TestVAPIToolCallTextsTheCaller(t *testing.T) {
 	if res.ToolCallID != "call_obj" || res.Error != "" || res.Result == "" {
 		t.Fatalf("result %+v", res)
 	}
-	first := waitMessages(t, vs.simURL, caller, 1)
+	first := waitMessagesTo(t, vs.simURL, caller, 1)
 	if first[0].Body != "Here is the link" || first[0].From != "+15005550006" {
 		t.Fatalf("message %+v", first[0])
 	}
@@ -108,7 +108,7 @@ func TestVAPIToolCallTextsTheCaller(t *testing.T) {
 	if res := oneResult(t, b); res.Error != "" {
 		t.Fatalf("string arguments: %+v", res)
 	}
-	waitMessages(t, vs.simURL, caller, 2)
+	waitMessagesTo(t, vs.simURL, caller, 2)
 
 	// The same tool call of the same VAPI call again: the task is found, not repeated.
 	key := vapi.ToolKey(a.CallID, "call_obj")
@@ -172,8 +172,8 @@ func TestVAPIToolCallTextsTheCaller(t *testing.T) {
 	if r := multi.Body.Results; r[0].Error != "" || !strings.HasPrefix(r[1].Error, "callSid:") || r[2].Error != "" {
 		t.Fatalf("multi results %+v", r)
 	}
-	waitMessages(t, vs.simURL, "+14155550192", 1)
-	waitMessages(t, vs.simURL, "+14155550193", 1)
+	waitMessagesTo(t, vs.simURL, "+14155550192", 1)
+	waitMessagesTo(t, vs.simURL, "+14155550193", 1)
 
 	if out := vs.worker.output(); strings.Contains(out, "4155550190") || strings.Contains(out, vapiToken) {
 		t.Fatal("a full number or the server token in the worker's log")

@@ -20,6 +20,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/vapi"
@@ -35,6 +36,7 @@ type Server struct {
 	Calls     *calls.Store
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Pool      *pool.Pool   // the sender pool (/v1/pool); nil: none
 	Log       *commlog.Log // communications log: tasks queued here are recorded
 	Twilio    *twilioapi.Client
 	Rules     tasks.Rules
@@ -77,6 +79,7 @@ func (s *Server) Handler() http.Handler {
 	s.inboundRoutes(mux)  // inbound.go
 	s.optOutRoutes(mux)   // optouts.go
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
+	s.poolRoutes(mux)     // /v1/pool (pool.go)
 	s.routeVAPI(mux)      // /vapi/server (vapi.go)
 	return s.middleware(mux)
 }

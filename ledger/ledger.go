@@ -38,6 +38,9 @@ type Entry struct {
 	StartedAt time.Time // first attempt that may have reached Twilio
 	SID       string    // set once Twilio accepted
 	Attempts  int
+	// From is the sender a sender pool chose for the task ("" when the
+	// task names its own or none was chosen yet).
+	From string
 }
 
 // Sent reports whether Twilio accepted the task's message or call.
@@ -61,7 +64,7 @@ func (l *Ledger) Get(ctx context.Context, taskID string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("read send ledger: %w", err)
 	}
-	e := Entry{TaskID: taskID, SID: m["sid"]}
+	e := Entry{TaskID: taskID, SID: m["sid"], From: m["from"]}
 	if ns, err := strconv.ParseInt(m["startedAt"], 10, 64); err == nil {
 		e.StartedAt = time.Unix(0, ns).UTC()
 	}
@@ -83,6 +86,30 @@ func (l *Ledger) Begin(ctx context.Context, taskID string, now time.Time) error 
 		return fmt.Errorf("record send attempt: %w", err)
 	}
 	return nil
+}
+
+// fromScript sets the entry's sender to ARGV[2] when it is ARGV[1] (""
+// for none) and returns the sender it holds then: KEYS entry; ARGV old,
+// new, ttl seconds.
+var fromScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'from') or ''
+if cur == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'from', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return ARGV[2]
+end
+return cur`)
+
+// SetFrom records from as the sender chosen for the task, in place of old
+// ("" for a first choice), and returns the sender recorded afterwards: when
+// another run of the task recorded a different one first, that one, which
+// the caller must use.
+func (l *Ledger) SetFrom(ctx context.Context, taskID, old, from string) (string, error) {
+	cur, err := fromScript.Run(ctx, l.rdb, []string{entryKey(taskID)}, old, from, int(TTL.Seconds())).Text()
+	if err != nil {
+		return "", fmt.Errorf("record the chosen sender: %w", err)
+	}
+	return cur, nil
 }
 
 // ErrClaimed is returned by Commit when another task already owns the SID.

@@ -106,6 +106,9 @@ type Message struct {
 	// First lets the message go ahead of booked ones (critical queue) as long
 	// as actual sends stay within the limits.
 	First bool
+	// Rate, when N > 0, is the sender's limit instead of the configured one:
+	// a sender pool books a message against its numbers' summed rate.
+	Rate Rate
 }
 
 // Decision is the limiter's answer for one send.
@@ -159,12 +162,26 @@ func (l *Limiter) senderKey(from string) string {
 	return from
 }
 
+// SenderRate is the limit of one sender: its SENDER_RATES override, else
+// SENDER_RATE.
+func (l *Limiter) SenderRate(from string) Rate {
+	from = l.senderKey(from)
+	if o, ok := l.cfg.Senders[from]; ok {
+		return o
+	}
+	return l.cfg.Sender
+}
+
+// key is the Redis key of one limit (scope sender, recipient, call or hold).
+// Every key the limiter writes is named here.
+func (l *Limiter) key(scope, id string) string { return l.cfg.Prefix + scope + ":" + id }
+
 func (l *Limiter) smsLimits(m Message) []limit {
 	from := l.senderKey(m.From)
 	var out []limit
-	r := l.cfg.Sender
-	if o, ok := l.cfg.Senders[from]; ok {
-		r = o
+	r := l.SenderRate(from)
+	if m.Rate.N > 0 {
+		r = m.Rate
 	}
 	if r.N > 0 {
 		out = append(out, limit{ScopeSender, from, r, max(m.Segments, 1)})
@@ -207,7 +224,7 @@ func (l *Limiter) AdmitCall(ctx context.Context, taskID string, notAfter time.Ti
 func (l *Limiter) SlowSender(ctx context.Context, from string, until time.Time) error {
 	from = l.senderKey(from)
 	now := l.cfg.Now()
-	err := slowScript.Run(ctx, l.rdb, []string{l.cfg.Prefix + ScopeSender + ":" + from},
+	err := slowScript.Run(ctx, l.rdb, []string{l.key(ScopeSender, from)},
 		micros(now), micros(until)).Err()
 	if err != nil {
 		return fmt.Errorf("slow sender %s: %w", phone.Number(from).Masked(), err)
@@ -224,7 +241,7 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 		return Decision{}, errors.New("rate limit: the task has no id")
 	}
 	keys := make([]string, 0, len(lims)+1)
-	keys = append(keys, l.cfg.Prefix+"hold:"+taskID)
+	keys = append(keys, l.key("hold", taskID))
 	args := make([]any, 0, 5+3*len(lims))
 	var na int64
 	if !notAfter.IsZero() {
@@ -232,7 +249,7 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 	}
 	args = append(args, mode, micros(now), l.cfg.MaxSleep.Microseconds(), na, HoldGrace.Milliseconds())
 	for _, lim := range lims {
-		keys = append(keys, l.cfg.Prefix+lim.scope+":"+lim.id)
+		keys = append(keys, l.key(lim.scope, lim.id))
 		args = append(args, intervalMicros(lim.rate), lim.rate.Burst, lim.cost)
 	}
 	res, err := gcraScript.Run(ctx, l.rdb, keys, args...).Slice()

@@ -17,6 +17,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -35,6 +36,8 @@ type harness struct {
 	deliveries *delivery.Store
 	tw         *twilioapi.Client
 	limiter    *countingLimiter
+	pool       *pool.Pool
+	ledger     *ledger.Ledger
 	metrics    *metrics.Metrics
 	requests   atomic.Int64 // requests to Twilio, by op "send sms"
 	mu         sync.Mutex
@@ -47,6 +50,7 @@ type harnessOpt struct {
 	polling   tasks.Polling
 	marketing tasks.Marketing
 	limits    *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
+	pool      []string          // with limits: the handler's sender pool (h.pool)
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -97,7 +101,12 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	if o.limits != nil {
 		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
 		handler.Limiter = h.limiter
+		if len(o.pool) > 0 {
+			h.pool = pool.New(h.rdb, h.limiter.Limiter, pool.Config{Numbers: o.pool})
+			handler.Pool, handler.PoolBooker = h.pool, pool.WithPool(h.limiter.Limiter, h.pool)
+		}
 	}
+	h.ledger = led
 	mux.Handle(tasks.TypeSendSMS, handler)
 	h.records = calls.NewStore(h.rdb)
 	if o.polling == (tasks.Polling{}) {

@@ -60,6 +60,14 @@ type SMSHandler struct {
 	// Campaigns, when set, stops messages of canceled campaigns and counts
 	// each campaign message's final outcome (campaign.go).
 	Campaigns Campaigns
+
+	// Pool, when set, chooses the sender of messages that name none
+	// (SENDER_POOL; pool.go).
+	Pool SenderPool
+	// PoolBooker books a pooled message that was queued without a booking
+	// (a campaign's) against the pool's summed rate before its sender is
+	// chosen: pool.WithPool(limiter, pool).
+	PoolBooker Booker
 }
 
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
@@ -96,6 +104,16 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	log = log.With("to", to)
 	journalOf(ctx).entry.To, journalOf(ctx).entry.From = p.To, p.From
 
+	// From the pool: an earlier run's choice is kept (and is what
+	// reconciliation matches); a first choice is made at the slot, below.
+	pooled, recorded := h.pooled(p), ""
+	if pooled {
+		if p.From, recorded, err = h.recordedSender(ctx, id); err != nil {
+			return err
+		}
+		journalOf(ctx).entry.From = p.From
+	}
+
 	// A task that already reached Twilio never sends again.
 	done, err := h.alreadySent(ctx, log, id, p)
 	if err != nil {
@@ -121,6 +139,12 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	// A canceled campaign's message takes no slot from the limits either.
 	if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
 		return err
+	}
+	if pooled && p.From == "" {
+		if p.From, err = h.chooseSender(ctx, log, id, recorded, p); err != nil {
+			return err
+		}
+		journalOf(ctx).entry.From = p.From
 	}
 	if h.Limiter != nil {
 		if err := h.admit(ctx, log, p); err != nil {
@@ -172,6 +196,11 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
 			}
 		}
+		if pooled {
+			if err, ok := h.poolRefused(ctx, log, p, now, err); ok {
+				return err
+			}
+		}
 		return h.failed(ctx, log, p, now, err)
 	}
 	if h.Ledger != nil {
@@ -181,6 +210,9 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	h.Metrics.Sent()
+	if pooled {
+		h.stick(ctx, log, p)
+	}
 	log.Info("sms sent", "sid", msg.SID, "status", msg.Status, "segments", msg.NumSegments)
 	queue, _ := asynq.GetQueueName(ctx)
 	if err := h.Tracker.Start(ctx, id, queue, p, msg); err != nil {

@@ -38,6 +38,8 @@ Usage:
               recipients one per line, or CSV with a phone (or to) column whose
               other columns fill {{column}} in the body; safe to run again
   enqueue campaign status|cancel ID
+  enqueue pool status         the sender pool: numbers, rates, next free slots, out of rotation and why
+  enqueue pool restore NUMBER put a pool number back in rotation
 
 Examples:
   enqueue sms --to "+1 (415) 555-1234" --body "Your code is 123456" --queue critical --valid-for 10m
@@ -112,6 +114,8 @@ func run(args []string, e env) int {
 		err = cmdBulk(args[1:], e)
 	case "campaign":
 		err = cmdCampaign(args[1:], e)
+	case "pool": // pool.go
+		err = cmdPool(args[1:], e)
 	default:
 		err = badInput("unknown command %q; run enqueue --help", args[0])
 	}

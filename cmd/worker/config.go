@@ -18,6 +18,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
 	"github.com/sbagenthub/twilio-worker/phone"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -69,6 +70,10 @@ var variables = []variable{
 	{"CONCURRENCY", strconv.Itoa(ConcurrencyDefault), "handler slots per worker"},
 	{"SENDER_RATE", SenderRateDefault, "segments per second per sender, e.g. 1/s or 30/m:5"},
 	{"SENDER_RATES", "", "per-sender overrides: +18005550100=3/s,+12025550123=100/s"},
+	{"SENDER_POOL", "", "sender numbers that act as one (E.164, comma-separated): messages without a from go from one of them"},
+	{"STICKY_FOR", pool.StickyForDefault.String(), "how long a recipient keeps the pool number it got (renewed on each send)"},
+	{"POOL_COOLDOWN", pool.CooldownDefault.String(), "how long a pool number whose queue is full (21611) stays out of rotation"},
+	{"SERVICE_RATE", "", "aggregate rate of the Messaging Service (TWILIO_MESSAGING_SERVICE_SID), e.g. 30/s (unset: SENDER_RATE)"},
 	{"RECIPIENT_RATE", RecipientRateDefault, "messages per recipient"},
 	{"CALL_RATE", CallRateDefault, "outbound calls per account"},
 	{"TWILIO_MAX_RPS", strconv.Itoa(TwilioMaxRPSDefault), "requests per second to Twilio from this worker"},
@@ -129,6 +134,8 @@ type Config struct {
 	Concurrency      int
 	SenderRate       ratelimit.Rate
 	SenderRates      map[string]ratelimit.Rate
+	Pool             pool.Config // SENDER_POOL, STICKY_FOR, POOL_COOLDOWN; no Numbers: no pool
+	ServiceRate      ratelimit.Rate
 	RecipientRate    ratelimit.Rate
 	CallRate         ratelimit.Rate
 	TwilioMaxRPS     int
@@ -260,6 +267,26 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	})
 	if err != nil {
 		bad("SENDER_RATES", "%v", err)
+	}
+	if s := get("SENDER_POOL"); s != "" {
+		if c.Pool.Numbers, err = pool.Parse(s, get("DEFAULT_REGION")); err != nil {
+			bad("SENDER_POOL", "%v", err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"STICKY_FOR", &c.Pool.StickyFor}, {"POOL_COOLDOWN", &c.Pool.Cooldown}} {
+		if *d.dst, err = time.ParseDuration(get(d.name)); err != nil || *d.dst < time.Second || *d.dst > 10*365*24*time.Hour {
+			bad(d.name, "must be a duration from 1s to 87600h, such as 720h or 10m")
+		}
+	}
+	if s := get("SERVICE_RATE"); s != "" {
+		if c.ServiceRate, err = ratelimit.ParseRate(s); err != nil {
+			bad("SERVICE_RATE", "%v", err)
+		} else if tw.MessagingServiceSID == "" {
+			bad("SERVICE_RATE", "needs %s: it is the Messaging Service's rate", twilioapi.EnvMessagingServiceSID)
+		}
 	}
 	if c.TwilioMaxRPS, err = strconv.Atoi(get("TWILIO_MAX_RPS")); err != nil || c.TwilioMaxRPS < 1 || c.TwilioMaxRPS > 10000 {
 		bad("TWILIO_MAX_RPS", "must be a whole number from 1 to 10000")

@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -121,6 +123,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	senders, err := newPool(ctx, rdb, cfg, limiter, log)
+	if err != nil {
+		return err
+	}
+
 	agents, vapiAuth, closeVAPI, err := connectVAPI(cfg, !cfg.Twilio.HasCredentials(), log)
 	if err != nil {
 		return err
@@ -148,13 +155,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
 		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Log: commLog,
 	})
-	mux.Handle(tasks.TypeSendSMS, &tasks.SMSHandler{
+	smsHandler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Log: commLog, Rules: cfg.Rules,
 		StatusCallback: statusCallback, Logger: log, Metrics: m,
 		Marketing: cfg.Compliance.Marketing(),
 		Limiter:   limiter,
 		Campaigns: campaign.NewStore(rdb),
-	})
+	}
+	if senders != nil {
+		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
+	}
+	mux.Handle(tasks.TypeSendSMS, smsHandler)
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -177,13 +188,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: limiter, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: pool.WithPool(limiter, senders), Pool: senders, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
 		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Log: commLog, ToolWait: cfg.VAPI.ToolWait,
 			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"), Observe: m.VAPIToolCall,
-			Ours: func(n string) bool { return n != "" && n == twCfg.PhoneNumber }},
+			Ours: func(n string) bool {
+				return n != "" && (n == twCfg.PhoneNumber || slices.Contains(cfg.Pool.Numbers, n))
+			}},
 		Agents: agentCaller(agents),
 	}
 	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
