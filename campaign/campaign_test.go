@@ -224,7 +224,7 @@ func startWorker(t *testing.T, rdb *redis.Client) *worker {
 
 func waitState(t *testing.T, s *campaign.Store, id, state string) campaign.Status {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a backstop
 	for {
 		st, err := s.Status(bg, id)
 		if err != nil {

@@ -55,6 +55,10 @@ type Entry struct {
 	Reason  string    `json:"reason,omitempty"`
 	Until   string    `json:"until,omitempty"`
 	Source  string    `json:"source,omitempty"`
+	// Slot is the rate limiter's decision time for a "sending" entry: the
+	// moment the limits let the message go (At is when the worker started
+	// the request, at or after it). Zero when no limit applied.
+	Slot time.Time `json:"slot,omitzero"`
 }
 
 // Log appends to and reads the stream. A nil *Log records nothing.
@@ -110,6 +114,9 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 	if e.Code != 0 {
 		values["code"] = strconv.Itoa(e.Code)
 	}
+	if !e.Slot.IsZero() {
+		values["slot"] = e.Slot.UTC().Format(time.RFC3339Nano)
+	}
 	// Stream ids are the time of appending: trim by that clock.
 	minID := strconv.FormatInt(l.now().Add(-l.retention).UnixMilli(), 10)
 	return l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: Key, MinID: minID, Approx: true, Values: values}).Err()
@@ -135,6 +142,9 @@ func decode(m redis.XMessage) Entry {
 		Until: s("until"), Source: s("source")}
 	e.At, _ = time.Parse(time.RFC3339Nano, s("at"))
 	e.Code, _ = strconv.Atoi(s("code"))
+	if v := s("slot"); v != "" {
+		e.Slot, _ = time.Parse(time.RFC3339Nano, v)
+	}
 	return e
 }
 

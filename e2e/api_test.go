@@ -35,7 +35,7 @@ func call(t *testing.T, method, url, body string, header map[string]string) http
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	c := &http.Client{Timeout: 30 * time.Second}
+	c := &http.Client{Timeout: 60 * time.Second} // longer than ?wait=30s
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +54,8 @@ func TestAgentHubActionsOverHTTP(t *testing.T) {
 	auth := map[string]string{"Authorization": "Bearer " + apiToken}
 	const seedSMS = `{"action":"sendSMS","arguments":{"to":"+14155551234","body":"Your verification code is 123456"}}`
 
-	// ?wait=10s: the seed's response shape, with the SID Twilio gave.
-	r := call(t, "POST", base+"/v1/actions?wait=10s", seedSMS, auth)
+	// ?wait=30s (the longest; a backstop): the seed's response shape, with the SID Twilio gave.
+	r := call(t, "POST", base+"/v1/actions?wait=30s", seedSMS, auth)
 	if r.status != 200 {
 		t.Fatalf("sendSMS with wait: %d %s", r.status, r.body)
 	}
@@ -79,7 +79,7 @@ func TestAgentHubActionsOverHTTP(t *testing.T) {
 	if v := r.json(t); r.status != 202 || v["taskId"] != "hub-order-42" || v["queue"] != "critical" {
 		t.Fatalf("sendSMS: %d %s", r.status, r.body)
 	}
-	r = call(t, "POST", base+"/v1/actions?wait=10s", body, hdr)
+	r = call(t, "POST", base+"/v1/actions?wait=30s", body, hdr)
 	if v := r.json(t); r.status != 200 || v["messageSid"] == nil {
 		t.Fatalf("retried with wait: %d %s", r.status, r.body)
 	}
@@ -97,7 +97,7 @@ func TestAgentHubActionsOverHTTP(t *testing.T) {
 	}
 
 	// A permanent failure within the wait: 502 with Twilio's reason, masked.
-	r = call(t, "POST", base+"/v1/actions?wait=10s", `{"action":"sendSMS","arguments":{"to":"+15005550001","body":"hi"}}`, auth)
+	r = call(t, "POST", base+"/v1/actions?wait=30s", `{"action":"sendSMS","arguments":{"to":"+15005550001","body":"hi"}}`, auth)
 	if v := r.json(t); r.status != 502 || !strings.Contains(r.body, "21211") || strings.Contains(r.body, "5005550001") || v["taskId"] == nil {
 		t.Fatalf("invalid recipient: %d %s", r.status, r.body)
 	}
@@ -157,7 +157,7 @@ func TestMetricsAndDashboard(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	base := "http://" + s.http
-	r := call(t, "POST", base+"/v1/actions?wait=10s", `{"action":"sendSMS","arguments":{"to":"+14155551234","body":"hi"}}`, nil)
+	r := call(t, "POST", base+"/v1/actions?wait=30s", `{"action":"sendSMS","arguments":{"to":"+14155551234","body":"hi"}}`, nil)
 	if r.status != 200 {
 		t.Fatalf("sendSMS (open /v1 on loopback): %d %s", r.status, r.body)
 	}

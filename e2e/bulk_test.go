@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
 type campaignSummary struct {
@@ -136,7 +138,9 @@ func TestBulkCampaignReachesEachRecipientOnce(t *testing.T) {
 	if sum.Total != 9 || sum.Enqueued != 0 || sum.AlreadyQueued != 4 || sum.Duplicates != 2 || sum.OptedOut != 1 || sum.InvalidCount != 2 {
 		t.Fatalf("re-run summary %s", r.stdout)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if open := openTasks(t, s.redis.Client(t), tasks.TypeSendSMS); open != 0 {
+		t.Fatalf("%d sms:send tasks still queued after the re-run, which queued nothing", open)
+	}
 	if n := len(simMessages(t, s.simURL)); n != 4 {
 		t.Fatalf("after the re-run the simulator has %d messages, want 4", n)
 	}
@@ -177,7 +181,9 @@ func TestBulkCampaignCancelStopsTheRest(t *testing.T) {
 	if st.State != "canceled" || st.Total != n || st.Sent != sent || st.Sent+st.Canceled != n || st.Canceled == 0 {
 		t.Fatalf("status %+v with %d messages at the simulator", st, sent)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if open := openTasks(t, s.redis.Client(t), tasks.TypeSendSMS); open != 0 {
+		t.Fatalf("%d sms:send tasks of the canceled campaign could still send", open)
+	}
 	if again := len(simMessages(t, s.simURL)); again != sent {
 		t.Fatalf("%d messages after the campaign ended, %d before", again, sent)
 	}

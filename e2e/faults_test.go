@@ -551,10 +551,17 @@ func TestFaultRedisRestart(t *testing.T) {
 	f.waitSent(2 * n / 3)
 	// The second time Redis stays away long enough for handlers,
 	// acknowledgements and heartbeats to fail.
+	live := f.live()
+	from := outputLen(live)
+	stopped := time.Now()
 	f.redis.Stop(t)
-	time.Sleep(2 * time.Second)
+	// Away until every worker has seen it: dequeues and heartbeats failed.
+	for i, p := range live {
+		waitOutput(t, []*proc{p}, from[i:i+1], "Dequeue error", 1)
+		waitOutput(t, []*proc{p}, from[i:i+1], "Failed to write server state", 1)
+	}
 	f.redis.Start(t)
-	t.Log("redis stopped for 2 s and started again")
+	t.Logf("redis stopped for %v, until every worker's dequeues and heartbeats had failed, and started again", time.Since(stopped).Round(100*time.Millisecond))
 	mustTrickle(t, enq)
 	f.settle("redis restart", n, began, faultBudget)
 }
@@ -598,9 +605,14 @@ func TestFault503Storm(t *testing.T) {
 	began := time.Now()
 	enq := f.trickle(n, 150)
 	f.waitSent(n / 10)
+	// The storm lasts until the workers have logged its effect: n/10 failed
+	// sends that will be retried.
+	live := f.live()
+	from := outputLen(live)
 	simConfig(t, f.simURL, `{"errorRate":0.5}`)
-	time.Sleep(3 * time.Second)
+	got := waitOutput(t, live, from, "sms send failed; will retry", n/10)
 	simConfig(t, f.simURL, `{"errorRate":0}`)
+	t.Logf("503 storm until the workers had logged %d failed sends", got)
 	mustTrickle(t, enq)
 	if rep := f.settle("503 storm", n, began, faultBudget); rep.retried == 0 {
 		t.Error("the storm caused no retries")
@@ -617,9 +629,14 @@ func TestFault429Storm(t *testing.T) {
 	began := time.Now()
 	enq := f.trickle(n, 150)
 	f.waitSent(n / 10)
+	// The storm lasts until the workers have logged its effect: n/10 sends
+	// deferred by Twilio's rate limit.
+	live := f.live()
+	from := outputLen(live)
 	simConfig(t, f.simURL, `{"maxConcurrent":3}`)
-	time.Sleep(3 * time.Second)
+	got := waitOutput(t, live, from, "sms deferred: Twilio rate limit", n/10)
 	simConfig(t, f.simURL, `{"maxConcurrent":0}`)
+	t.Logf("429 storm until the workers had logged %d deferred sends", got)
 	mustTrickle(t, enq)
 	if rep := f.settle("429 storm", n, began, faultBudget); rep.deferred == 0 {
 		t.Error("the storm deferred nothing")

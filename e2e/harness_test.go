@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 )
 
@@ -300,3 +303,68 @@ func waitLog(t *testing.T, p *proc, re *regexp.Regexp) []string {
 }
 
 var bg = context.Background()
+
+// openTasks counts the tasks of type typ, in any queue, that could still
+// run: pending, active, scheduled or in retry. Zero means nothing of that
+// type can happen any more, which a test can check instead of waiting a
+// while to see that nothing does.
+func openTasks(t *testing.T, rdb *redis.Client, typ string) int {
+	t.Helper()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	queues, err := insp.Queues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, q := range queues {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+			insp.ListPendingTasks, insp.ListActiveTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
+		} {
+			for page := 1; ; page++ {
+				infos, err := list(q, asynq.PageSize(1000), asynq.Page(page))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ti := range infos {
+					if ti.Type == typ {
+						n++
+					}
+				}
+				if len(infos) < 1000 {
+					break
+				}
+			}
+		}
+	}
+	return n
+}
+
+// waitOutput waits until the processes' output written after the offsets
+// (from outputLen) holds at least want lines containing substr, together,
+// and returns how many it holds; a test fails after 30 s without them.
+func waitOutput(t *testing.T, procs []*proc, from []int, substr string, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := 0
+		for i, p := range procs {
+			got += strings.Count(p.output()[from[i]:], substr)
+		}
+		if got >= want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s the workers have logged %q %d times, want %d", substr, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// outputLen is each process's output length: offsets for waitOutput.
+func outputLen(procs []*proc) []int {
+	out := make([]int, len(procs))
+	for i, p := range procs {
+		out[i] = len(p.output())
+	}
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
 func TestSMSEnqueuedReachesTwilioOnce(t *testing.T) {
@@ -124,7 +125,10 @@ func TestEnqueueIDIsIdempotent(t *testing.T) {
 	if !third.Existing || third.Queue != "default" {
 		t.Fatalf("same id, other queue: %+v", third)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Nothing left that could send: then the simulator's count is final.
+	if open := openTasks(t, s.redis.Client(t), tasks.TypeSendSMS); open != 0 {
+		t.Fatalf("%d sms:send tasks still queued; the same id must name one task", open)
+	}
 	if n := len(simMessages(t, s.simURL)); n != 1 || st.State != "completed" {
 		t.Fatalf("%d messages (state %s); the same id must send once", n, st.State)
 	}
@@ -158,7 +162,17 @@ func TestFailuresEndInTheirStates(t *testing.T) {
 	// 503s: retried until the simulator recovers, then delivered exactly once.
 	simConfig(t, s.simURL, `{"errorRate":1}`)
 	id := enqueue("--to", "+14155550199")
-	time.Sleep(1500 * time.Millisecond)
+	// Until the task has failed at least once and waits for its retry.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var st status
+		runEnqueue(t, s.env, "status", id).json(t, &st)
+		if st.Retried >= 1 || st.State == "retry" {
+			break
+		}
+		if st.State == "completed" || st.State == "archived" || time.Now().After(deadline) {
+			t.Fatalf("under 503s the task is %+v, not retrying", st)
+		}
+	}
 	simConfig(t, s.simURL, `{"errorRate":0}`)
 	ok := waitStatus(t, s.env, id)
 	if ok.State != "completed" || ok.Retried < 1 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -211,9 +212,22 @@ func TestCallRateSpacesCalls(t *testing.T) {
 	if len(created) != 3 {
 		t.Fatalf("%d calls placed", len(created))
 	}
-	// CALL_RATE=1/s: three calls take at least two intervals (a little slack
-	// for the simulator's clock against the limiter's).
-	if span := created[2].Sub(created[0]); span < 1900*time.Millisecond {
-		t.Fatalf("3 calls within %v under CALL_RATE 1/s", span)
+	// CALL_RATE=1/s, by the limiter's own decisions: one per call, a whole
+	// interval apart, and no call reached the simulator before the decision
+	// that let it go (the i-th call needs the i-th).
+	h.limiter.mu.Lock()
+	decided := slices.Clone(h.limiter.callsLetGo)
+	h.limiter.mu.Unlock()
+	slices.SortFunc(decided, func(a, b time.Time) int { return a.Compare(b) })
+	if len(decided) != 3 {
+		t.Fatalf("%d calls let through by the limiter, want 3", len(decided))
+	}
+	for i := range decided {
+		if i > 0 && decided[i].Sub(decided[i-1]) < time.Second-time.Microsecond {
+			t.Fatalf("calls let through %v apart under CALL_RATE 1/s: %v", decided[i].Sub(decided[i-1]), decided)
+		}
+		if created[i].Before(decided[i]) {
+			t.Fatalf("call %d placed at %s, before the limiter let it go at %s", i, created[i], decided[i])
+		}
 	}
 }

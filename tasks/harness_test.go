@@ -165,10 +165,10 @@ func (h *harness) waitFinal(t *testing.T, id string) *asynq.TaskInfo {
 	}
 }
 
-// waitFor polls cond until it holds.
+// waitFor polls cond until it holds (30 s: a backstop, not a bound).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -41,8 +41,8 @@ func (j *journal) append(ctx context.Context, log *slog.Logger, e commlog.Entry)
 		return
 	}
 	base := j.entry
-	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until =
-		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until
+	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until, base.Slot =
+		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until, e.Slot
 	if base.Channel == "" {
 		base.Channel = "sms"
 	}

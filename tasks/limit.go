@@ -36,29 +36,29 @@ func limitMessage(taskID, queue string, p SMSPayload) ratelimit.Message {
 	return m
 }
 
-// admit waits for the message's moment under the rate limits: it returns nil
-// once the message may be sent (after sleeping at most the limiter's
-// MaxSleep), or the error that decides the task's fate: a *DeferError for
-// its reserved slot, or an archive when the slot would come after the
-// message expires.
-func (h *SMSHandler) admit(ctx context.Context, log *slog.Logger, p SMSPayload) error {
+// admit waits for the message's moment under the rate limits: it returns
+// the limiter's decision time once the message may be sent (after sleeping
+// until then, at most the limiter's MaxSleep), or the error that decides the
+// task's fate: a *DeferError for its reserved slot, or an archive when the
+// slot would come after the message expires.
+func (h *SMSHandler) admit(ctx context.Context, log *slog.Logger, p SMSPayload) (time.Time, error) {
 	id, _ := asynq.GetTaskID(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	m := limitMessage(id, queue, p)
 	for asked := 0; ; asked++ {
 		d, err := h.Limiter.AdmitSMS(ctx, m)
 		if err != nil {
-			return fmt.Errorf("check rate limits: %w", err) // Redis trouble: retry
+			return time.Time{}, fmt.Errorf("check rate limits: %w", err) // Redis trouble: retry
 		}
 		switch {
 		case d.Late:
 			h.Metrics.Skipped("expired")
 			log.Warn("sms expired: the rate limit has no slot before it expires", "limit", d.Reason(), "slot", d.At)
-			return archive("expired: %s has no slot before %s", d.Reason(), p.ExpiresAt.Format(time.RFC3339))
+			return time.Time{}, archive("expired: %s has no slot before %s", d.Reason(), p.ExpiresAt.Format(time.RFC3339))
 		case d.Soon && asked == 0:
 			// Woken a little before its slot: wait for it, then ask again.
 			if err := sleepUntil(ctx, d.At); err != nil {
-				return err
+				return time.Time{}, err
 			}
 			continue
 		case !d.Go:
@@ -66,9 +66,9 @@ func (h *SMSHandler) admit(ctx context.Context, log *slog.Logger, p SMSPayload) 
 				h.Metrics.Deferred(d.Scope)
 			}
 			log.Info("sms deferred by a rate limit", "limit", d.Reason(), "until", d.At)
-			return d.Err()
+			return time.Time{}, d.Err()
 		}
-		return sleepUntil(ctx, d.At)
+		return d.At, sleepUntil(ctx, d.At)
 	}
 }
 

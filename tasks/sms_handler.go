@@ -146,8 +146,9 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		}
 		journalOf(ctx).entry.From = p.From
 	}
+	var slot time.Time // the limiter's decision, recorded with "sending"
 	if h.Limiter != nil {
-		if err := h.admit(ctx, log, p); err != nil {
+		if slot, err = h.admit(ctx, log, p); err != nil {
 			return err
 		}
 		now = r.Now() // admit may have slept until the message's moment
@@ -183,7 +184,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 			return err // without the record a crash could send twice: retry
 		}
 	}
-	journalOf(ctx).append(ctx, log, commlog.Entry{Event: commlog.Sending, Body: p.Body})
+	journalOf(ctx).append(ctx, log, commlog.Entry{Event: commlog.Sending, Body: p.Body, Slot: slot})
 	sendCtx := ctx
 	if q, _ := asynq.GetQueueName(ctx); q == QueueCritical {
 		sendCtx = ratelimit.Urgent(ctx) // ahead of this worker's paced bulk requests

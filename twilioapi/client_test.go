@@ -315,14 +315,22 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	t.Parallel()
-	_, c := newSim(t, twiliosim.Config{Latency: twiliosim.Latency{Min: 2 * time.Second, Max: 2 * time.Second}})
+	// The simulator answers only after 30 s: a client that ignores its
+	// context gets that answer (no error); one that honours it gives up
+	// with the context's error, however slow the machine.
+	// (The client's own request timeout is longer still.)
+	_, c := newSim(t, twiliosim.Config{Latency: twiliosim.Latency{Min: 30 * time.Second, Max: 30 * time.Second}},
+		func(c *twilioapi.Config) { c.Timeout = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := c.FetchCall(ctx, "CA"+strings.Repeat("0", 32))
-	if err == nil || time.Since(start) > time.Second {
+	// A client that ignored its context would have the simulator's answer
+	// (404 for this SID) instead of the context's deadline.
+	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("context not honoured: err=%v after %v", err, time.Since(start))
 	}
+	t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
 
 func TestListMessagesPages(t *testing.T) {

@@ -244,8 +244,12 @@ func wantError(t testing.TB, r response, status, code int) tgError {
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // eventually polls cond until it holds or the deadline passes.
+//
+// within is a backstop, never a bound on speed: it is raised to at least
+// 30 s so that a slow, busy machine only takes longer.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	within = max(within, 30*time.Second)
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {

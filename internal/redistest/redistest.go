@@ -61,7 +61,7 @@ const (
 // Timeouts. A redis-server answers PING in a few milliseconds; the margins
 // are for slow CI machines and for loading an AOF after Restart.
 const (
-	readyTimeout    = 15 * time.Second
+	readyTimeout    = 30 * time.Second
 	shutdownTimeout = 10 * time.Second
 	startAttempts   = 5
 	logTailLines    = 20
