@@ -105,6 +105,15 @@ type Update struct {
 
 func key(sid string) string { return "tw:call:" + sid }
 
+// earlyKey holds status callbacks of one of our calls that arrived before
+// its record existed (the create's answer was lost or slow), as a list of
+// JSON Updates, until Merge applies them.
+func earlyKey(sid string) string { return "tw:call:early:" + sid }
+
+// EarlyTTL is how long early callbacks wait for their call's record: longer
+// than a call:make task takes to reconcile a lost answer.
+const EarlyTTL = 24 * time.Hour
+
 // Store is the call record store.
 type Store struct{ rdb redis.UniversalClient }
 
@@ -128,6 +137,58 @@ func (s *Store) Create(ctx context.Context, r Record) error {
 		return fmt.Errorf("create call record: %w", err)
 	}
 	return nil
+}
+
+// Early keeps u, a status callback for one of our calls whose record does
+// not exist yet, for Merge. When the record appeared meanwhile it is merged
+// at once; the result is then that of Merge.
+func (s *Store) Early(ctx context.Context, sid string, u Update) (*Record, bool, error) {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.RPush(ctx, earlyKey(sid), b)
+		p.Expire(ctx, earlyKey(sid), EarlyTTL)
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("keep early call status: %w", err)
+	}
+	n, err := s.rdb.Exists(ctx, key(sid)).Result()
+	if err != nil || n == 0 {
+		return nil, false, err // merged when the record is made
+	}
+	return s.Merge(ctx, sid)
+}
+
+// Merge applies the early callbacks kept for sid (Early) to its record and
+// returns the record and whether they made it terminal. Each is taken once
+// (read and deleted in one transaction), so two merges apply nothing twice.
+func (s *Store) Merge(ctx context.Context, sid string) (*Record, bool, error) {
+	var lr *redis.StringSliceCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		lr = p.LRange(ctx, earlyKey(sid), 0, -1)
+		p.Del(ctx, earlyKey(sid))
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("merge early call status: %w", err)
+	}
+	var rec *Record
+	became := false
+	for _, raw := range lr.Val() {
+		var u Update
+		if json.Unmarshal([]byte(raw), &u) != nil {
+			continue
+		}
+		r, b, err := s.Apply(ctx, sid, u)
+		if err != nil {
+			return nil, false, err
+		}
+		rec, became = r, became || b
+	}
+	return rec, became, nil
 }
 
 // Get returns the record of sid, or ErrNotFound.

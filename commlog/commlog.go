@@ -22,6 +22,11 @@ const Key = "tw:log"
 // RetentionDefault is LOG_RETENTION's default.
 const RetentionDefault = 30 * 24 * time.Hour
 
+// MaxEntriesDefault is LOG_MAX_ENTRIES's default: the stream is trimmed to
+// about this many entries whatever their age. At ~650 bytes an entry (an
+// SMS's life is about four entries) it bounds tw:log near 650 MB.
+const MaxEntriesDefault = 1_000_000
+
 // Events.
 const (
 	Queued      = "queued"
@@ -65,6 +70,7 @@ type Entry struct {
 type Log struct {
 	rdb        redis.UniversalClient
 	retention  time.Duration
+	maxEntries int64
 	keepBodies bool
 	now        func() time.Time
 }
@@ -72,6 +78,7 @@ type Log struct {
 // Config configures a Log.
 type Config struct {
 	Retention  time.Duration // LOG_RETENTION; RetentionDefault when zero
+	MaxEntries int64         // LOG_MAX_ENTRIES; MaxEntriesDefault when zero
 	KeepBodies bool          // LOG_BODIES=keep; bodies are redacted otherwise
 }
 
@@ -80,7 +87,10 @@ func New(rdb redis.UniversalClient, cfg Config) *Log {
 	if cfg.Retention <= 0 {
 		cfg.Retention = RetentionDefault
 	}
-	return &Log{rdb: rdb, retention: cfg.Retention, keepBodies: cfg.KeepBodies, now: time.Now}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = MaxEntriesDefault
+	}
+	return &Log{rdb: rdb, retention: cfg.Retention, maxEntries: cfg.MaxEntries, keepBodies: cfg.KeepBodies, now: time.Now}
 }
 
 // Append records e. Errors are returned for the caller to log; a failure to
@@ -117,9 +127,24 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 	if !e.Slot.IsZero() {
 		values["slot"] = e.Slot.UTC().Format(time.RFC3339Nano)
 	}
-	// Stream ids are the time of appending: trim by that clock.
+	// Bounded by count as the entry is added (MAXLEN ~, so Redis trims
+	// whole nodes), and by age: stream ids are the time of appending. Both in
+	// one round trip; XADD takes one trim strategy only.
 	minID := strconv.FormatInt(l.now().Add(-l.retention).UnixMilli(), 10)
-	return l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: Key, MinID: minID, Approx: true, Values: values}).Err()
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: Key, MaxLen: l.maxEntries, Approx: true, Values: values})
+		p.XTrimMinIDApprox(ctx, Key, minID, 0)
+		return nil
+	})
+	return err
+}
+
+// Len returns the number of entries in the stream.
+func (l *Log) Len(ctx context.Context) (int64, error) {
+	if l == nil {
+		return 0, nil
+	}
+	return l.rdb.XLen(ctx, Key).Result()
 }
 
 // Filter selects entries. Zero fields select everything.

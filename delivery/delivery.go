@@ -80,6 +80,10 @@ func (s *Store) Track(ctx context.Context, r Record) error {
 		p.HSetNX(ctx, k, "status", r.Status)
 		p.HSetNX(ctx, k, "rank", rank[r.Status])
 		p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		if r.ErrorCode != 0 {
+			// A recovered message may already be final: keep why.
+			p.HSetNX(ctx, k, "errorCode", r.ErrorCode)
+		}
 		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt,
 			"queue", r.Queue, "payload", r.Payload)
 		p.Expire(ctx, k, TTL)
@@ -92,9 +96,11 @@ func (s *Store) Track(ctx context.Context, r Record) error {
 }
 
 // applyScript moves a record forward: KEYS[1] the record; ARGV status,
-// rank, error code, time, ttl seconds. It returns 2 when this update made
-// the message final, 1 when it moved it, 0 when it changed nothing.
+// rank, error code, time, ttl seconds, and '1' when a missing record may be
+// created. It returns 2 when this update made the message final, 1 when it
+// moved it, 0 when it changed nothing, -1 when there is no record to move.
 var applyScript = redis.NewScript(`
+if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
 local new = tonumber(ARGV[2])
 if new <= cur or cur >= 9 then
@@ -108,16 +114,36 @@ if new >= 9 then return 2 end
 return 1`)
 
 // Apply records a status report for sid and returns the record after it and
-// whether this report made the message final.
+// whether this report made the message final. A message that is not tracked
+// gets no record: ErrNotFound (a callback for a SID we never sent).
 func (s *Store) Apply(ctx context.Context, sid, status string, code int, at time.Time) (Record, bool, error) {
+	return s.apply(ctx, sid, status, code, at, false)
+}
+
+// ApplyEarly is Apply for a message known to be ours whose record may not
+// exist yet (its status callback came before Twilio's answer to the create
+// was handled): the record is started with the status, and Track completes
+// it.
+func (s *Store) ApplyEarly(ctx context.Context, sid, status string, code int, at time.Time) (Record, bool, error) {
+	return s.apply(ctx, sid, status, code, at, true)
+}
+
+func (s *Store) apply(ctx context.Context, sid, status string, code int, at time.Time, create bool) (Record, bool, error) {
+	mayCreate := "0"
+	if create {
+		mayCreate = "1"
+	}
 	r, ok := rank[status]
 	if !ok {
 		r = 0 // unknown statuses change nothing
 	}
 	res, err := applyScript.Run(ctx, s.rdb, []string{key(sid)}, status, r, code,
-		at.UTC().Format(time.RFC3339Nano), int(TTL.Seconds())).Int()
+		at.UTC().Format(time.RFC3339Nano), int(TTL.Seconds()), mayCreate).Int()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("record message status: %w", err)
+	}
+	if res == -1 {
+		return Record{}, false, ErrNotFound
 	}
 	rec, err := s.Get(ctx, sid)
 	if err != nil {

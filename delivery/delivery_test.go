@@ -48,8 +48,15 @@ func TestStatusOnlyMovesForward(t *testing.T) {
 	if _, err := s.Get(ctx, "SM404"); !errors.Is(err, delivery.ErrNotFound) {
 		t.Fatalf("untracked: %v", err)
 	}
-	// A callback before Track: Track keeps the newer status.
-	if _, _, err := s.Apply(ctx, "SM2", "delivered", 0, time.Now()); err != nil {
+	// A callback for a message nobody tracks records nothing.
+	if _, _, err := s.Apply(ctx, "SM3", "delivered", 0, time.Now()); !errors.Is(err, delivery.ErrNotFound) {
+		t.Fatalf("untracked callback: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "SM3"); !errors.Is(err, delivery.ErrNotFound) {
+		t.Fatalf("a callback for an untracked message made a record: %v", err)
+	}
+	// An early callback of ours, before Track: Track keeps the newer status.
+	if _, _, err := s.ApplyEarly(ctx, "SM2", "delivered", 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Track(ctx, delivery.Record{SID: "SM2", To: "+14155551234", Status: "queued"}); err != nil {

@@ -12,11 +12,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,6 +32,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -753,4 +757,154 @@ func recordFaults(t *testing.T, line string) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
+}
+
+// TestFaultRecoveredMessageIsRedelivered: a message whose create answer was
+// dropped is recovered by reconciliation and then followed like any other.
+// +15005551004 always ends undelivered with 30003 (transient), so the
+// recovered message must be sent again REDELIVER_MAX (2) times, its delivery
+// record must name its task, and the log must hold its outcomes. On main the
+// recovered message went once and was never followed.
+func TestFaultRecoveredMessageIsRedelivered(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, []string{"--drop-rate", "1"},
+		"REDELIVER_BACKOFF=1s", "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=1s")
+	const to = "+15005551004"
+	r := runEnqueue(t, s.env, "sms", "--to", to, "--body", "recovered, then redelivered", "--id", "recovered-1")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	// The first create is dropped; let the rest through.
+	first := waitSimMessages(t, s.simURL, to, 1, 60*time.Second)[0]
+	simConfig(t, s.simURL, `{"dropRate":0}`)
+
+	st := waitStatus(t, s.env, "recovered-1")
+	if st.State != "completed" || st.Retried < 1 {
+		t.Fatalf("task %+v; want completed after a re-run that reconciled", st)
+	}
+	msgs := waitSimMessages(t, s.simURL, to, 3, 90*time.Second)
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages to %s; want the original and 2 redeliveries", len(msgs), to)
+	}
+	rdb := s.redis.Client(t)
+	rec, err := delivery.NewStore(rdb).Get(bg, first.Sid)
+	if err != nil || rec.TaskID != "recovered-1" {
+		t.Fatalf("delivery record of the recovered message: %+v, %v; want one linked to task recovered-1", rec, err)
+	}
+	// Every send's outcome and both redeliveries are in the log.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		events := map[string]int{}
+		_, err := commlog.New(rdb, commlog.Config{}).Read(bg, commlog.Filter{}, func(e commlog.Entry) error {
+			if strings.HasPrefix(e.TaskID, "recovered-1") {
+				events[e.Event]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if events[commlog.Undelivered] >= 3 && events[commlog.Redelivery] == 2 && events[commlog.Sent] >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log events of recovered-1: %v; want 3 sent, 3 undelivered, 2 redelivery", events)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitSimMessages waits until the simulator holds at least n messages to
+// `to` and returns them (oldest first).
+func waitSimMessages(t *testing.T, simURL, to string, n int, within time.Duration) []simMessage {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var got []simMessage
+		for _, m := range simMessages(t, simURL) {
+			if m.To == to {
+				got = append(got, m)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages to %s after %s; want %d", len(got), to, within, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFaultDroppedCallsKeepWhatHappened: every call's create answer is
+// dropped, so each call is recovered by reconciliation, typically after it
+// already ended, and its status callbacks arrive before its record exists.
+// Polling is pushed out of the way (CALL_POLL_FIRST=30m): the record must
+// come out of the recovery and the early callbacks alone with its final
+// status, duration, start and end, and every call must count once in
+// calls_total. On main they were recorded with duration 0 and no times, the
+// early callbacks were dropped and calls_total stayed 0.
+func TestFaultDroppedCallsKeepWhatHappened(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	s := newStackAt(t, addr, []string{"--drop-rate", "1", "--call-ring", "10ms", "--call-duration", "300ms"},
+		"PUBLIC_URL=http://"+addr, "CALL_POLL_FIRST=30m", "CALL_POLL_MAX=30m")
+	const n = 5
+	var taskIDs []string
+	for i := range n {
+		r := runEnqueue(t, s.env, "call", "--to", fmt.Sprintf("+1415555%04d", 9100+i), "--say", "recovered call")
+		if r.code != 0 {
+			t.Fatalf("enqueue call: exit %d %s", r.code, r.stderr)
+		}
+		var out struct{ TaskID string }
+		r.json(t, &out)
+		taskIDs = append(taskIDs, out.TaskID)
+	}
+	for _, id := range taskIDs {
+		st := waitStatusWithin(t, s.env, id, 90)
+		var res struct{ CallSid string }
+		_ = json.Unmarshal(st.Result, &res)
+		if st.State != "completed" || res.CallSid == "" || st.Retried < 1 {
+			t.Fatalf("call task %+v; want completed after a re-run that reconciled", st)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var cs callStatus
+			runEnqueue(t, s.env, "call-status", res.CallSid).json(t, &cs)
+			if cs.Status == "completed" && cs.Duration > 0 && cs.StartTime != "" && cs.EndTime != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("call %s recorded as %+v; want completed with duration, startTime and endTime", res.CallSid, cs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(simCalls(t, s.simURL)) != n {
+		t.Fatalf("%d calls placed, want %d", len(simCalls(t, s.simURL)), n)
+	}
+	if got := metricValue(t, "http://"+addr+"/metrics", `twilioworker_calls_total{status="completed"}`); got != n {
+		t.Fatalf("calls_total{completed} = %v, want %d", got, n)
+	}
+}
+
+// metricValue reads one series from a Prometheus text page (-1 when absent).
+func metricValue(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
 }

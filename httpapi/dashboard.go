@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
@@ -24,6 +27,11 @@ type Dashboard struct {
 	Password twilioapi.Secret
 	// Disabled leaves /monitoring/ unserved (404).
 	Disabled bool
+	// Hosts are the host names (DASHBOARD_HOSTS) the dashboard answers to
+	// besides loopback ones (localhost, 127.0.0.1, ::1). A request naming
+	// any other Host gets 421, so a web page cannot reach the dashboard
+	// through a browser on this machine by DNS rebinding.
+	Hosts []string
 }
 
 // sharedRedis hands asynqmon the worker's own Redis client, so the
@@ -45,12 +53,74 @@ func (s *Server) routeDashboard(mux *http.ServeMux) {
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(MaskPayload),
 		ResultFormatter:  asynqmon.ResultFormatterFunc(MaskPayload),
 	})
-	var h http.Handler = mon
+	var h http.Handler = maskAPI(mon)
 	if s.Dashboard.User != "" {
 		h = basicAuth(s.Dashboard.User, s.Dashboard.Password, h)
 	}
+	h = allowHosts(s.Dashboard.Hosts, h)
 	mux.Handle(DashboardPath+"/", h)
 }
+
+// allowHosts answers 421 Misdirected Request unless the request's Host is a
+// loopback name or address or one of hosts.
+func allowHosts(hosts []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		allowed[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) && !allowed[host] {
+			writeError(w, http.StatusMisdirectedRequest, "misdirected", "Host",
+				"the dashboard answers only to loopback names and DASHBOARD_HOSTS")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// maskAPI masks the answers of asynqmon's JSON API (/monitoring/api/…):
+// task ids, payloads, results and error messages, wherever they are. An
+// answer that is not JSON is masked as text.
+func maskAPI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, DashboardPath+"/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		body := rec.body.Bytes()
+		if masked, ok := MaskJSON(body); ok {
+			body = masked
+		} else {
+			body = []byte(MaskNumbers(string(body)))
+		}
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(body)
+	})
+}
+
+// bufferedResponse keeps an answer so that it can be masked before it is
+// sent.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(status int)      { b.status = status }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 // basicAuth asks for user and password, compared in constant time.
 func basicAuth(user string, password twilioapi.Secret, next http.Handler) http.Handler {

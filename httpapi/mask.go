@@ -3,60 +3,42 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/sbagenthub/twilio-worker/internal/redact"
 	"github.com/sbagenthub/twilio-worker/phone"
-)
-
-// numberLike matches what may be a phone number in free text (as twilioapi's
-// scrub does): seven or more digits, possibly with +, spaces, dashes, dots
-// and parentheses.
-var (
-	numberLike = regexp.MustCompile(`\+?\d[\d \-().]{5,}\d`)
-	isoDate    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}`)
 )
 
 // numberKeys are JSON members whose whole value is a phone number.
 var numberKeys = map[string]bool{"to": true, "from": true, "number": true, "phone": true, "callerId": true}
 
-// MaskNumbers hides phone numbers in free text: a run of at least seven
-// digits (with the usual separators) that is not part of a longer word, such
-// as a SID, and is not a date, becomes phone.Mask of itself (+141***234).
-// Six-digit verification codes are left alone.
-func MaskNumbers(s string) string {
-	idx := numberLike.FindAllStringIndex(s, -1)
-	if idx == nil {
-		return s
+// textKeys are JSON members whose value is what a message says or a call
+// speaks (a 2FA code, say): shown only as their length.
+var textKeys = map[string]bool{"body": true, "say": true, "twiml": true, "Body": true}
+
+// MaskNumbers hides phone numbers in free text; it is [phone.MaskText].
+func MaskNumbers(s string) string { return phone.MaskText(s) }
+
+// MaskJSON masks every string in a JSON document as MaskPayload masks a
+// payload's, and returns the document again; ok is false when b is not
+// JSON. The dashboard's API answers go through it, so task ids (campaign
+// tasks are {campaign}:{E.164}), error messages and payloads are masked
+// whatever asynqmon puts them in.
+func MaskJSON(b []byte) (out []byte, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return nil, false
 	}
-	var b strings.Builder
-	last := 0
-	for _, m := range idx {
-		start, end := m[0], m[1]
-		match := s[start:end]
-		if wordChar(lastRune(s[:start])) || wordChar(firstRune(s[end:])) || isoDate.MatchString(match) || digits(match) < 7 {
-			continue
-		}
-		b.WriteString(s[last:start])
-		b.WriteString(phone.Mask(match))
-		last = end
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(maskValue("", v)); err != nil {
+		return nil, false
 	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-func wordChar(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
-
-func firstRune(s string) rune {
-	r, _ := utf8.DecodeRuneInString(s)
-	return r
-}
-
-func lastRune(s string) rune {
-	r, _ := utf8.DecodeLastRuneInString(s)
-	return r
+	return buf.Bytes(), true
 }
 
 func digits(s string) int {
@@ -70,9 +52,10 @@ func digits(s string) int {
 }
 
 // MaskPayload renders a task's payload or result for the dashboard with
-// phone numbers masked: in JSON, every value of a member named like a number
-// ("to", "from", …) and every number-like run in other strings; other
-// bytes as text with number-like runs masked.
+// personal data hidden: in JSON, every value of a member named like a number
+// ("to", "from", …) masked, bodies, say text and TwiML replaced by their
+// length, URLs without userinfo and query, and every number-like run in
+// other strings masked; other bytes as text, masked the same way.
 func MaskPayload(_ string, b []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -81,7 +64,7 @@ func MaskPayload(_ string, b []byte) string {
 		if !utf8.Valid(b) {
 			return "non-printable bytes"
 		}
-		return MaskNumbers(string(b))
+		return redact.Text(string(b))
 	}
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
@@ -108,7 +91,10 @@ func maskValue(key string, v any) any {
 		if numberKeys[key] && strings.ContainsAny(v, "0123456789") {
 			return phone.Mask(v)
 		}
-		return MaskNumbers(v)
+		if textKeys[key] {
+			return redact.Body(v)
+		}
+		return redact.Text(v)
 	case json.Number:
 		if numberKeys[key] || digits(v.String()) >= 10 {
 			return phone.Mask(v.String())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
@@ -34,6 +35,7 @@ type Server struct {
 	Inspector *asynq.Inspector
 	OptOuts   *optout.Store
 	Calls     *calls.Store
+	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
 	Tracker   *tasks.Tracker
 	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
 	Pool      *pool.Pool   // the sender pool (/v1/pool); nil: none

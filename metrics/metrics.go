@@ -102,3 +102,30 @@ func (m *Metrics) VAPIToolCall(tool, outcome string) {
 		m.VAPIToolCalls.WithLabelValues(tool, outcome).Inc()
 	}
 }
+
+// ObserveLogEntries registers twilioworker_log_entries, the length of the
+// communications log stream, read by entries at each scrape (one XLEN). A
+// read that fails reports nothing for that scrape.
+func ObserveLogEntries(reg prometheus.Registerer, entries func() (int64, error)) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(&lenCollector{desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "log_entries"),
+		"Entries in the communications log stream (tw:log), bounded by LOG_MAX_ENTRIES and LOG_RETENTION.", nil, nil), read: entries})
+}
+
+type lenCollector struct {
+	desc *prometheus.Desc
+	read func() (int64, error)
+}
+
+func (c *lenCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lenCollector) Collect(ch chan<- prometheus.Metric) {
+	n, err := c.read()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
+}

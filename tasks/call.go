@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/sbagenthub/twilio-worker/calls"
 )
 
 // Call task types.
@@ -156,6 +158,16 @@ func NewMakeCallTask(p CallPayload, r Rules, opts ...asynq.Option) (*asynq.Task,
 // PollPayload is the payload of a call:poll task.
 type PollPayload struct {
 	CallSID string `json:"callSid"`
+}
+
+// Validate checks what a call:poll task is given before its id goes into
+// a Redis key or a provider's URL: a Twilio call SID (CA + 32 hex digits) or
+// a VAPI call id (a UUID), each for its own kind (calls.CheckID).
+func (p PollPayload) Validate() error {
+	if _, err := calls.CheckID(p.CallSID); err != nil {
+		return fieldErr("callSid", "%v", err)
+	}
+	return nil
 }
 
 // PollTaskID is the task id of a call's follow-up, so it is made only once.

@@ -137,7 +137,7 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 		params.Twiml = SayTwiml(p.Say)
 	}
 	if h.StatusCallback != "" {
-		params.StatusCallback, params.StatusCallbackEvents = h.StatusCallback, CallStatusEvents
+		params.StatusCallback, params.StatusCallbackEvents = StatusCallbackFor(h.StatusCallback, id), CallStatusEvents
 	}
 	now := r.Now()
 	call, err := h.earlierCall(ctx, log, id, p)
@@ -172,8 +172,7 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 	}
 	log = log.With("sid", call.SID)
 	if h.Records != nil {
-		if err := h.Records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From,
-			Status: call.Status, CreatedAt: created.UTC(), TaskID: id}); err != nil {
+		if err := recordCall(ctx, h.Records, h.Metrics, call, id, created, now); err != nil {
 			// The call is placed: do not place it again; the poll creates the record.
 			log.Warn("could not record the call", "err", err)
 		}
@@ -186,6 +185,38 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Info("call placed", "status", call.Status)
 	return writeResult(t, log, CallResult{CallSID: call.SID, Status: call.Status, DateCreated: created.UTC().Format(time.RFC3339)})
+}
+
+// recordCall makes the record of a placed call and merges into it what is
+// already known: the call as Twilio gave it (a call recovered after it ended
+// keeps its duration, start and end) and the status callbacks that arrived
+// before the record (calls.Store.Early). A call that thereby ends is counted
+// in calls_total once.
+func recordCall(ctx context.Context, records *calls.Store, m *metrics.Metrics, call *twilioapi.Call, taskID string, created, now time.Time) error {
+	initial := call.Status
+	if initial == "" || calls.Terminal(initial) {
+		initial = "queued"
+	}
+	if err := records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From,
+		Status: initial, CreatedAt: created.UTC(), TaskID: taskID}); err != nil {
+		return err
+	}
+	rec, became, err := records.Apply(ctx, call.SID, calls.Update{Status: call.Status, At: now, Source: "create",
+		Duration: call.Duration, AnsweredBy: call.AnsweredBy, StartTime: call.StartTime, EndTime: call.EndTime})
+	if err != nil {
+		return err
+	}
+	merged, mergedBecame, err := records.Merge(ctx, call.SID)
+	if err != nil {
+		return err
+	}
+	if merged != nil {
+		rec = merged
+	}
+	if became || mergedBecame {
+		m.Call(rec.Status)
+	}
+	return nil
 }
 
 // admit waits for the call's slot under CALL_RATE: nil when it may be
@@ -306,6 +337,9 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.CallSID == "" {
 		return archive("invalid payload: want {\"callSid\":\"CA…\"}")
 	}
+	if err := p.Validate(); err != nil {
+		return archive("invalid payload: %v", err)
+	}
 	log := logger(h.Logger).With("sid", p.CallSID)
 
 	rec, err := h.Records.Get(ctx, p.CallSID)
@@ -363,6 +397,9 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 		if err := h.Records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From, Status: "queued", CreatedAt: created}); err != nil {
 			return &ratelimit.DeferError{Until: now.Add(pollFailureWaitMin), Reason: err.Error()}
 		}
+		if merged, became, err := h.Records.Merge(ctx, p.CallSID); err == nil && became {
+			h.Metrics.Call(merged.Status)
+		}
 	}
 	rec, became, err := h.Records.Apply(ctx, p.CallSID, calls.Update{Status: call.Status, At: now, Source: "poll",
 		Duration: call.Duration, AnsweredBy: call.AnsweredBy, StartTime: call.StartTime, EndTime: call.EndTime})
@@ -405,6 +442,9 @@ type CallFetcher interface {
 // LookupCall answers getCallStatus: from the record, asking Twilio (when
 // fetcher is not nil) if the record is missing or the call has not ended.
 func LookupCall(ctx context.Context, records *calls.Store, fetcher CallFetcher, sid string) (CallState, error) {
+	if err := twilioapi.CheckCallSID("callSid", sid); err != nil {
+		return CallState{}, &FieldError{Field: "callSid", Problem: "must be a call SID: CA followed by 32 lowercase hexadecimal digits", Err: err}
+	}
 	rec, err := records.Get(ctx, sid)
 	if err != nil && !errors.Is(err, calls.ErrNotFound) {
 		return CallState{}, err
@@ -414,6 +454,7 @@ func LookupCall(ctx context.Context, records *calls.Store, fetcher CallFetcher, 
 		if ferr == nil {
 			if rec == nil {
 				_ = records.Create(ctx, calls.Record{SID: call.SID, To: call.To, From: call.From, Status: "queued", CreatedAt: call.DateCreated})
+				_, _, _ = records.Merge(ctx, sid)
 			}
 			if r, _, aerr := records.Apply(ctx, sid, calls.Update{Status: call.Status, At: time.Now(), Source: "lookup",
 				Duration: call.Duration, AnsweredBy: call.AnsweredBy, StartTime: call.StartTime, EndTime: call.EndTime}); aerr == nil {

@@ -140,8 +140,12 @@ func TestLookupCallAsksTwilioWhenNoRecord(t *testing.T) {
 	if err != nil || st.Status != "completed" || st.To != "+14155550173" {
 		t.Fatalf("lookup %+v %v", st, err)
 	}
-	if _, err := tasks.LookupCall(bg, h.records, nil, "CA404"); !errors.Is(err, calls.ErrNotFound) {
+	if _, err := tasks.LookupCall(bg, h.records, nil, "CA"+strings.Repeat("0", 32)); !errors.Is(err, calls.ErrNotFound) {
 		t.Fatalf("unknown call without Twilio: %v", err)
+	}
+	var fe *tasks.FieldError
+	if _, err := tasks.LookupCall(bg, h.records, tw, "../../../x"); !errors.As(err, &fe) || fe.Field != "callSid" {
+		t.Fatalf("malformed SID: %v, want a FieldError naming callSid", err)
 	}
 }
 

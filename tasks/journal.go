@@ -46,9 +46,21 @@ func (j *journal) append(ctx context.Context, log *slog.Logger, e commlog.Entry)
 	if base.Channel == "" {
 		base.Channel = "sms"
 	}
-	if err := j.log.Append(ctx, base); err != nil {
+	if err := appendDetached(ctx, j.log, base); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
+}
+
+// LogAppendTimeout bounds one append to the communications log.
+const LogAppendTimeout = 5 * time.Second
+
+// appendDetached appends e with a context of its own: the entry that says
+// how a run ended must be written even when the run's context is already
+// canceled (the lease expired, the worker is shutting down).
+func appendDetached(ctx context.Context, l *commlog.Log, e commlog.Entry) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LogAppendTimeout)
+	defer cancel()
+	return l.Append(actx, e)
 }
 
 // result logs a written result: sent (with its SID) or skipped (with why).

@@ -3,7 +3,10 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -83,4 +86,55 @@ func TestRerunAfterSuccessDoesNotSendAgain(t *testing.T) {
 	if n := len(h.messagesTo("+14155550162")); n != 1 {
 		t.Fatalf("%d messages after two runs of one task, want 1", n)
 	}
+}
+
+// cutShort runs inner, then fails the run as a lease expiry would after the
+// send: the task runs again. Only the first run is cut short.
+type cutShort struct {
+	first, rest asynq.Handler
+	runs        *atomic.Int32
+}
+
+func (h cutShort) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	if h.runs.Add(1) == 1 {
+		_ = h.first.ProcessTask(ctx, t)
+		return errors.New("lease expired")
+	}
+	return h.rest.ProcessTask(ctx, t)
+}
+
+// TestRerunAfterSendStartsTracking: a run that sent (the ledger has the
+// SID) but ended before it started tracking leaves the re-run to do it: the
+// message gets its delivery record, linked to the task, and is followed.
+func TestRerunAfterSendStartsTracking(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{})
+	led := ledger.New(h.rdb)
+	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: h.tw, Enqueuer: h.client,
+		Polling: tasks.Polling{First: time.Second, Max: time.Second}}
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeSendSMS, cutShort{
+		first: &tasks.SMSHandler{Messenger: h.tw, OptOuts: h.optouts, Ledger: led}, // sends, never tracks
+		rest:  &tasks.SMSHandler{Messenger: h.tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker},
+		runs:  new(atomic.Int32),
+	})
+	srv := asynq.NewServerFromRedisClient(h.rdb, asynq.Config{Concurrency: 2, Queues: map[string]int{"cut": 1}, LogLevel: asynq.ErrorLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond }})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	id := h.enqueue(t, tasks.SMSPayload{To: "+14155550163", Body: "cut short"}, asynq.Queue("cut"))
+	waitFor(t, "the task to complete", func() bool {
+		info, err := h.insp.GetTaskInfo("cut", id)
+		return err == nil && info.State == asynq.TaskStateCompleted
+	})
+	msgs := h.messagesTo("+14155550163")
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	waitFor(t, "the delivery record", func() bool {
+		rec, err := h.deliveries.Get(bg, msgs[0].Sid)
+		return err == nil && rec.TaskID == id && rec.To == "+14155550163"
+	})
 }

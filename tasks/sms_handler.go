@@ -175,7 +175,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
-	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: h.StatusCallback}
+	params := twilioapi.SendParams{To: p.To, From: p.From, Body: p.Body, StatusCallback: StatusCallbackFor(h.StatusCallback, id)}
 	if p.ExpiresAt != nil {
 		params.ValidityPeriod = p.ExpiresAt.Sub(now)
 	}
@@ -215,10 +215,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		h.stick(ctx, log, p)
 	}
 	log.Info("sms sent", "sid", msg.SID, "status", msg.Status, "segments", msg.NumSegments)
-	queue, _ := asynq.GetQueueName(ctx)
-	if err := h.Tracker.Start(ctx, id, queue, p, msg); err != nil {
-		log.Warn("delivery tracking not started", "err", err)
-	}
+	h.track(ctx, log, id, p, msg)
 	created := msg.DateCreated
 	if created.IsZero() {
 		created = now
@@ -281,6 +278,9 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 	}
 	if e.Sent() {
 		log.Info("sms already sent by an earlier run; not sending again", "sid", e.SID)
+		// The earlier run may have ended (crash, lease expired) before it
+		// started tracking; starting again is harmless.
+		h.track(ctx, log, id, p, &twilioapi.Message{SID: e.SID, Status: "sent", DateCreated: e.StartedAt})
 		return &SMSResult{MessageSID: e.SID, Status: "sent", DateCreated: e.StartedAt.Format(time.RFC3339)}, nil
 	}
 	if !e.Pending() {
@@ -307,10 +307,22 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 	for _, m := range list {
 		if m.SID == sid {
 			log.Info("earlier attempt reached Twilio; recorded instead of sending again", "sid", sid)
+			// A recovered message is followed like any other: delivery
+			// record, sms:track, its outcome in the log, redelivery.
+			h.track(ctx, log, id, p, &m)
 			return &SMSResult{MessageSID: sid, Status: m.Status, DateCreated: m.DateCreated.UTC().Format(time.RFC3339)}, nil
 		}
 	}
 	return nil, nil
+}
+
+// track starts following msg to delivery; a failure is logged (the message
+// went; a re-run of the task starts it again).
+func (h *SMSHandler) track(ctx context.Context, log *slog.Logger, id string, p SMSPayload, msg *twilioapi.Message) {
+	queue, _ := asynq.GetQueueName(ctx)
+	if err := h.Tracker.Start(ctx, id, queue, p, msg); err != nil {
+		log.Warn("delivery tracking not started", "err", err)
+	}
 }
 
 func expired(p SMSPayload, now time.Time) bool {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 	}
 	payload, _ := json.Marshal(p)
 	rec := delivery.Record{SID: msg.SID, TaskID: taskID, To: p.To, Campaign: p.Campaign, Attempt: p.Redelivery,
-		Queue: queue, Payload: payload, Status: msg.Status}
+		Queue: queue, Payload: payload, Status: msg.Status, ErrorCode: msg.ErrorCode}
 	if err := tr.Store.Track(ctx, rec); err != nil {
 		return err
 	}
@@ -86,6 +87,26 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 		return fmt.Errorf("schedule delivery tracking: %w", err)
 	}
 	return nil
+}
+
+// CallbackTaskParam is the query parameter of a status callback URL that
+// names the task which sent the message or placed the call.
+const CallbackTaskParam = "task"
+
+// StatusCallbackFor is the status callback URL for a task's message or
+// call: base (PUBLIC_URL + "/twilio/status") naming the task, so a callback
+// that arrives before its record exists can be told to be ours (the task's
+// send ledger shows the attempt) from one for a SID we never sent. Twilio
+// signs the whole URL, so the task cannot be forged. Empty base: none.
+func StatusCallbackFor(base, taskID string) string {
+	if base == "" || taskID == "" {
+		return base
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + CallbackTaskParam + "=" + url.QueryEscape(taskID)
 }
 
 func queueOr(q string) string {
@@ -106,6 +127,9 @@ func (tr *Tracker) process(ctx context.Context, t *asynq.Task) error {
 	var p TrackPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.MessageSID == "" {
 		return archive("invalid payload: want {\"messageSid\":\"SM…\"}")
+	}
+	if err := twilioapi.CheckMessageSID("messageSid", p.MessageSID); err != nil {
+		return archive("invalid payload: %v", err)
 	}
 	log := logger(tr.Logger).With("sid", p.MessageSID)
 	rec, err := tr.Store.Get(ctx, p.MessageSID)
@@ -219,7 +243,7 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 }
 
 func (tr *Tracker) logEntry(ctx context.Context, log *slog.Logger, e commlog.Entry) {
-	if err := tr.Log.Append(ctx, e); err != nil {
+	if err := appendDetached(ctx, tr.Log, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }

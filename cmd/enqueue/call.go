@@ -102,6 +102,9 @@ func cmdCallStatus(args []string, e env) error {
 	if fs.NArg() != 1 {
 		return badInput("call-status takes one CALL_SID")
 	}
+	if _, err := calls.CheckID(fs.Arg(0)); err != nil {
+		return inputError{fmt.Errorf("CALL_SID: %w", err)}
+	}
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/internal/redact"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -36,15 +37,16 @@ func logQueued(ctx context.Context, e env, rdb redis.UniversalClient, info *asyn
 	}
 }
 
-// cmdLog prints the communications log as JSON lines, oldest first, numbers
-// masked unless --unmask.
+// cmdLog prints the communications log as JSON lines, oldest first, with
+// numbers masked (in task ids too: campaign tasks are {campaign}:{E.164})
+// and kept bodies redacted, unless --unmask.
 func cmdLog(args []string, e env) error {
 	fs := newFlags("log", e)
 	to := fs.String("to", "", "only this recipient")
 	task := fs.String("task", "", "only this task id")
 	since := fs.Duration("since", 0, "only entries of the last D, e.g. 1h (default: all kept)")
 	follow := fs.Bool("follow", false, "keep printing new entries until interrupted")
-	unmask := fs.Bool("unmask", false, "print full phone numbers")
+	unmask := fs.Bool("unmask", false, "print full phone numbers, task ids and kept bodies")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func cmdLog(args []string, e env) error {
 	l := commLog(e, rdb)
 	print := func(en commlog.Entry) error {
 		if !*unmask {
-			en.To, en.From = maskNumber(en.To), maskNumber(en.From)
+			en = maskEntry(en)
 		}
 		return printJSON(e.stdout, en)
 	}
@@ -88,6 +90,17 @@ func cmdLog(args []string, e env) error {
 		return err
 	}
 	return nil
+}
+
+// maskEntry hides what is personal in a log entry.
+func maskEntry(en commlog.Entry) commlog.Entry {
+	en.To, en.From = maskNumber(en.To), maskNumber(en.From)
+	en.TaskID = phone.MaskText(en.TaskID)
+	en.Reason = redact.Text(en.Reason)
+	if en.Body != "" && !strings.HasPrefix(en.Body, "[redacted") {
+		en.Body = redact.Body(en.Body)
+	}
+	return en
 }
 
 func maskNumber(n string) string {

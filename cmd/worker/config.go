@@ -66,6 +66,7 @@ var variables = []variable{
 	{"DASHBOARD_READONLY", "true", "the /monitoring/ dashboard only shows (false: it may also delete, run and pause)"},
 	{"DASHBOARD_USER", "", "basic-auth user for /monitoring/ (required, with DASHBOARD_PASSWORD, to serve it on a non-loopback HTTP_ADDR)"},
 	{"DASHBOARD_PASSWORD", "", "basic-auth password for /monitoring/"},
+	{"DASHBOARD_HOSTS", "", "host names /monitoring/ answers to besides loopback ones, comma-separated (others get 421)"},
 	{"PUBLIC_URL", "", "base URL Twilio can reach; enables status callbacks and signature checks"},
 	{"CONCURRENCY", strconv.Itoa(ConcurrencyDefault), "handler slots per worker"},
 	{"SENDER_RATE", SenderRateDefault, "segments per second per sender, e.g. 1/s or 30/m:5"},
@@ -92,6 +93,7 @@ var variables = []variable{
 	{"REDELIVER_MAX", strconv.Itoa(delivery.RedeliverMaxDefault), "resends after a transient carrier failure (30001, 30003, 30008)"},
 	{"REDELIVER_BACKOFF", tasks.RedeliverBackoffDefault.String(), "wait before the first resend; doubled for each next one"},
 	{"LOG_RETENTION", "720h", "how long the communications log (tw:log) keeps entries"},
+	{"LOG_MAX_ENTRIES", strconv.Itoa(commlog.MaxEntriesDefault), "the communications log keeps about this many entries at most (the oldest go first)"},
 	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
 	{"VAPI_SERVER_TOKEN", "", "secret VAPI sends to /vapi/server as Bearer or X-Vapi-Secret (unset, and no VAPI_HMAC_SECRET: /vapi/server answers 403)"},
 	{"VAPI_HMAC_SECRET", "", "secret of VAPI's HMAC credential: x-signature of \"{x-timestamp}.{body}\" on /vapi/server"},
@@ -105,10 +107,86 @@ var variables = []variable{
 	{"LOG_FORMAT", "text", "text or json"},
 }
 
-// secretVariables are the settings that hold secrets: --help never shows
-// their values (a flag's default would be the environment's value).
+// secretVariables are shown by --help only as set or not, never their value
+// (flag defaults come from the environment). Besides these, every variable
+// whose name ends in _TOKEN, _SECRET, _PASSWORD or _API_KEY is secret, and a
+// URL's password is never shown (REDIS_URL's redis://:password@host).
 var secretVariables = map[string]bool{
-	"VAPI_SERVER_TOKEN": true, "VAPI_HMAC_SECRET": true, "VAPI_API_KEY": true,
+	"API_TOKEN": true, twilioapi.EnvAuthToken: true, twilioapi.EnvAPISecret: true, "DASHBOARD_PASSWORD": true,
+}
+
+// secretVariable reports whether the variable name holds a secret (see
+// secretVariables).
+func secretVariable(name string) bool {
+	if secretVariables[name] {
+		return true
+	}
+	for _, suffix := range []string{"_TOKEN", "_SECRET", "_PASSWORD", "_API_KEY", "_HMAC_KEY"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// shownValue is what --help may show of a variable's value: nothing for a
+// secret, a URL without its password, else the value.
+func shownValue(name, val string) string {
+	if val == "" {
+		return ""
+	}
+	if secretVariable(name) {
+		return ""
+	}
+	if u, err := url.Parse(val); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return val
+}
+
+// printSettings lists the flags for --help: each with its variable and the
+// value it has now (from the environment or the default), secrets only as
+// set or not.
+func printSettings(w io.Writer, getenv func(string) string) {
+	for _, v := range variables {
+		val := v.def
+		if env := getenv(v.name); env != "" {
+			val = env
+		}
+		fmt.Fprintf(w, "  --%s string\n    \t%s ($%s)", flagName(v.name), v.help, v.name)
+		switch shown := shownValue(v.name, val); {
+		case val == "":
+		case shown == "":
+			fmt.Fprint(w, " (set in the environment; value not shown)")
+		case shown != val:
+			fmt.Fprintf(w, " (set in the environment, password not shown: %q)", shown)
+		case val == v.def:
+			fmt.Fprintf(w, " (default %q)", val)
+		default:
+			fmt.Fprintf(w, " (from the environment: %q)", val)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// setting is one variable's value as a flag.Value: String (what --help prints
+// as the default) gives only shownValue of it.
+type setting struct {
+	val, shown string
+}
+
+func (s *setting) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.shown
+}
+
+func (s *setting) Set(v string) error {
+	s.val, s.shown = v, ""
+	return nil
 }
 
 // VAPIConfig is the VAPI part of the configuration (VAPI_*).
@@ -147,6 +225,7 @@ type Config struct {
 	RedeliverMax     int
 	RedeliverBackoff time.Duration
 	LogRetention     time.Duration
+	LogMaxEntries    int64
 	LogBodies        bool
 	PollInterval     time.Duration
 	ShutdownTimeout  time.Duration
@@ -170,30 +249,25 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			"Every setting is an environment variable and a flag of the same name in kebab-case\n"+
 			"(REDIS_URL is --redis-url); a flag wins. With no Twilio credentials the worker runs\n"+
 			"in local mode against its built-in simulator.\n\n")
-		fs.PrintDefaults()
+		printSettings(stderr, getenv)
 	}
-	values := map[string]*string{}
+	values := map[string]*setting{}
 	for _, v := range variables {
-		val := v.def
-		if env := getenv(v.name); env != "" && !secretVariables[v.name] {
-			val = env
+		s := &setting{val: v.def}
+		if env := getenv(v.name); env != "" {
+			s.val = env
 		}
-		values[v.name] = fs.String(flagName(v.name), val, v.help+" ($"+v.name+")")
+		s.shown = shownValue(v.name, s.val)
+		fs.Var(s, flagName(v.name), v.help+" ($"+v.name+")")
+		values[v.name] = s
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name := range secretVariables {
-		if env := getenv(name); env != "" && !set[flagName(name)] {
-			*values[name] = env
-		}
-	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q; settings are flags such as --redis-url", fs.Arg(0))
 	}
-	get := func(name string) string { return strings.TrimSpace(*values[name]) }
+	get := func(name string) string { return strings.TrimSpace(values[name].val) }
 	env := func(name string) string { return get(name) }
 
 	var errs []error
@@ -333,6 +407,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	c.RedeliverBackoff = dur("REDELIVER_BACKOFF", time.Second, 24*time.Hour)
 	c.LogRetention = dur("LOG_RETENTION", time.Hour, 10*365*24*time.Hour)
+	if c.LogMaxEntries, err = strconv.ParseInt(strings.ReplaceAll(get("LOG_MAX_ENTRIES"), "_", ""), 10, 64); err != nil || c.LogMaxEntries < 1000 || c.LogMaxEntries > 1_000_000_000 {
+		bad("LOG_MAX_ENTRIES", "must be a whole number from 1000 to 1000000000")
+	}
 	if c.LogBodies, err = commlog.ParseBodies(get("LOG_BODIES")); err != nil {
 		bad("LOG_BODIES", "%v", err)
 	}
@@ -377,6 +454,9 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// hostName is a DNS name or an IPv4 address (DASHBOARD_HOSTS).
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
 // dashboardConfig reads DASHBOARD_*. On a non-loopback address without a
 // user and password the dashboard is switched off (it shows message bodies,
 // 2FA codes among them); serve reports that at start-up.
@@ -388,6 +468,16 @@ func dashboardConfig(get func(string) string, httpAddr string) (httpapi.Dashboar
 	}
 	d := httpapi.Dashboard{Writable: err == nil && !readOnly, User: get("DASHBOARD_USER"),
 		Password: twilioapi.Secret(get("DASHBOARD_PASSWORD"))}
+	for _, h := range strings.Split(get("DASHBOARD_HOSTS"), ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if !hostName.MatchString(h) {
+			errs = append(errs, errors.New("DASHBOARD_HOSTS: each entry must be a host name or address without scheme or port, e.g. ops.example.com"))
+			break
+		}
+		d.Hosts = append(d.Hosts, h)
+	}
 	switch {
 	case d.User != "" && d.Password == "":
 		errs = append(errs, errors.New("DASHBOARD_PASSWORD: is required when DASHBOARD_USER is set"))

@@ -134,7 +134,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer closeVAPI()
 
-	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, KeepBodies: cfg.LogBodies})
+	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, MaxEntries: cfg.LogMaxEntries, KeepBodies: cfg.LogBodies})
+	metrics.ObserveLogEntries(reg, func() (int64, error) {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return commLog.Len(lctx)
+	})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
 	sends := ledger.New(rdb)
@@ -146,7 +151,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.PublicURL != "" {
 		tracker.FirstPoll = time.Minute // status callbacks are expected; polling is the safety net
 	}
-	mux := asynq.NewServeMux()
+	mux := tasks.NewMux() // exact types: asynq's ServeMux would run look-alikes such as sms:sendx
+	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: producer, Rules: cfg.Rules,
@@ -188,7 +194,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	api := &httpapi.Server{
 		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		OptOuts: optouts, Calls: records, Tracker: tracker, Booker: pool.WithPool(limiter, senders), Pool: senders, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
+		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Booker: pool.WithPool(limiter, senders), Pool: senders, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
