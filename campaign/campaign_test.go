@@ -158,8 +158,8 @@ func TestSubmitRequeuesWhatADeadSubmissionReserved(t *testing.T) {
 	t.Parallel()
 	rdb := newRedis(t)
 	// A submission reserved +14155551234 and died before enqueueing it.
-	rdb.HSet(bg, "tw:campaign:c2:to", "+14155551234", "r:dead")
-	rdb.HSet(bg, "tw:campaign:c2", "total", 1)
+	rdb.HSet(bg, "tw:campaign:{c2}:to", "+14155551234", "r:dead")
+	rdb.HSet(bg, "tw:campaign:{c2}", "total", 1)
 	sum, err := campaign.Submit(bg, deps(rdb), campaign.Request{Campaign: "c2", Body: "x",
 		Recipients: []string{"+14155551234", "+14155551235", "+14155551234"}})
 	if err != nil {

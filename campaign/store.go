@@ -71,8 +71,20 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 // TaskID is the id of the campaign's task for recipient to (E.164).
 func TaskID(campaign, to string) string { return campaign + ":" + to }
 
-func statsKey(id string) string      { return "tw:campaign:" + id }
-func recipientsKey(id string) string { return "tw:campaign:" + id + ":to" }
+// key names the campaign's keys, all under the hash tag {id} so that every
+// script touches one Redis Cluster slot: tw:campaign:{id} (progress),
+// tw:campaign:{id}:to (one field per recipient) and tw:campaign:{id}:to:RUN
+// (a submission's numbers seen).
+func key(id string, parts ...string) string {
+	k := "tw:campaign:{" + id + "}"
+	for _, p := range parts {
+		k += ":" + p
+	}
+	return k
+}
+
+func statsKey(id string) string      { return key(id) }
+func recipientsKey(id string) string { return key(id, "to") }
 
 // Values of a recipient's field in tw:campaign:{id}:to before an outcome.
 const (

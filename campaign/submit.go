@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -42,6 +43,9 @@ type Deps struct {
 	// safe for concurrent use: the workers share it.
 	Client *asynq.Client
 	Rules  tasks.Rules
+	// Durability (REDIS_WAIT_REPLICAS) confirms each batch's tasks with the
+	// replicas before they count as enqueued; zero: no confirmation.
+	Durability redisconn.Durability
 	// Workers is how many batches are in flight at once (WorkersDefault).
 	Workers int
 	// Batch is how many recipients one Redis reservation covers (BatchDefault).
@@ -146,20 +150,22 @@ const (
 )
 
 // reserveScript claims a batch of recipients for this submission. KEYS:
-// stats, recipients, opt-out set, this submission's set of numbers seen.
-// ARGV: run tag, ttl seconds, now (Unix), numbers…. Returns a code per
-// number, or -1 when the campaign is canceled.
+// stats, recipients, this submission's set of numbers seen (one hash tag).
+// ARGV: run tag, ttl seconds, now (Unix), then per number the number and
+// "1" when it is on the SMS opt-out list (asked just before, in the
+// opt-out store's own slot). Returns a code per number, or -1 when the
+// campaign is canceled.
 var reserveScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'canceledAt') == 1 then return -1 end
 local out, new = {}, 0
-for i = 4, #ARGV do
+for i = 4, #ARGV, 2 do
   local n = ARGV[i]
   local v = redis.call('HGET', KEYS[2], n)
   local c
-  if redis.call('SADD', KEYS[4], n) == 0 then c = 1
+  if redis.call('SADD', KEYS[3], n) == 0 then c = 1
   elseif v then
     if string.sub(v, 1, 2) == 'r:' then redis.call('HSET', KEYS[2], n, ARGV[1]); c = 4 else c = 2 end
-  elseif redis.call('SISMEMBER', KEYS[3], n) == 1 then c = 3
+  elseif ARGV[i + 1] == '1' then c = 3
   else redis.call('HSET', KEYS[2], n, ARGV[1]); new = new + 1; c = 0 end
   out[#out + 1] = c
 end
@@ -167,7 +173,7 @@ if new > 0 then redis.call('HINCRBY', KEYS[1], 'total', new) end
 redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[4], 3600)
+redis.call('EXPIRE', KEYS[3], 3600)
 return out
 `)
 
@@ -270,7 +276,7 @@ func submit(ctx context.Context, d Deps, req Request, src source) (Summary, erro
 // seenKey is the set of numbers this submission has met: duplicates within
 // one input are told from recipients queued by an earlier one. It lives in
 // Redis, not in process memory, and goes when the submission ends.
-func (r *run) seenKey() string { return recipientsKey(r.req.Campaign) + ":" + r.tag }
+func (r *run) seenKey() string { return key(r.req.Campaign, "to", r.tag) }
 
 // readAll streams the source into batches.
 func (r *run) readAll(ctx context.Context, src source, out chan<- []row) error {
@@ -322,11 +328,26 @@ func (r *run) batch(ctx context.Context, rows []row) error {
 	if len(items) == 0 {
 		return nil
 	}
-	keys := []string{statsKey(r.req.Campaign), recipientsKey(r.req.Campaign), optout.SMS.Key(), r.seenKey()}
-	args := make([]any, 0, 3+len(items))
+	// The opt-out list lives in its own slot ({optout}): ask it first. A
+	// number opted out between this and the send is still caught by the
+	// handler's check just before sending; this only spares the task.
+	members := make([]any, len(items))
+	for i, it := range items {
+		members[i] = it.number
+	}
+	opted, err := r.d.Redis.SMIsMember(ctx, optout.SMS.Key(), members...).Result()
+	if err != nil {
+		return fmt.Errorf("check opt-outs: %w", err)
+	}
+	keys := []string{statsKey(r.req.Campaign), recipientsKey(r.req.Campaign), r.seenKey()}
+	args := make([]any, 0, 3+2*len(items))
 	args = append(args, r.tag, int64(TTL/time.Second), time.Now().Unix())
-	for _, it := range items {
-		args = append(args, it.number)
+	for i, it := range items {
+		flag := "0"
+		if opted[i] {
+			flag = "1"
+		}
+		args = append(args, it.number, flag)
 	}
 	res, err := reserveScript.Run(ctx, r.d.Redis, keys, args...).Result()
 	if err != nil {
@@ -366,6 +387,12 @@ func (r *run) batch(ctx context.Context, rows []row) error {
 	}
 	if len(confirm) == 1 {
 		return nil
+	}
+	// The batch's tasks share the bulk queue's master: one WAIT covers them.
+	if last := confirm[len(confirm)-1].(string); created > 0 {
+		if err := r.d.Durability.ConfirmTask(ctx, r.d.Redis, tasks.QueueBulk, TaskID(r.req.Campaign, last)); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
 	}
 	confirm[0] = strconv.FormatInt(created, 10)
 	if err := confirmScript.Run(ctx, r.d.Redis, keys[:2], confirm...).Err(); err != nil {

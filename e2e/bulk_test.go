@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -71,91 +72,93 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestBulkCampaignReachesEachRecipientOnce(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, nil)
-	if err := s.redis.Client(t).SAdd(bg, "tw:optout:sms", "+14155551239").Err(); err != nil {
-		t.Fatal(err)
-	}
-	list := writeFile(t, "customers.csv", strings.Join([]string{
-		"name,phone,plan",
-		"Ada,+1 (415) 555-1234,pro",  // 2
-		"Bob,+14155551235,free",      // 3
-		"Ada again,+14155551234,pro", // 4 duplicate
-		"Cy,not a number,free",       // 5 invalid
-		"Di,+14155551239,pro",        // 6 opted out
-		"Ed,+1415555,free",           // 7 invalid: too short
-		"",
-		"Flo,+14155551236,pro",  // 9
-		"Bob,+1 415 555 1235,x", // 10 duplicate
-		"Gus,+14155551237,free", // 11
-	}, "\n")+"\n")
-	body := "Hi {{name}}: the API is down ({{plan}} plan). We are on it."
-	r := runEnqueue(t, s.env, "bulk", "--campaign", "incident-42", "--body", body, list)
-	if r.code != 0 {
-		t.Fatalf("enqueue bulk: exit %d: %s", r.code, r.stderr)
-	}
-	var sum campaignSummary
-	r.json(t, &sum)
-	if sum.Campaign != "incident-42" || sum.Total != 9 || sum.Enqueued != 4 || sum.Duplicates != 2 || sum.OptedOut != 1 ||
-		sum.AlreadyQueued != 0 || sum.InvalidCount != 2 || len(sum.Invalid) != 2 || sum.Invalid[0].Line != 5 || sum.Invalid[1].Line != 7 {
-		t.Fatalf("summary %s", r.stdout)
-	}
-	var keys map[string]json.RawMessage
-	_ = json.Unmarshal([]byte(r.stdout), &keys)
-	for _, k := range []string{"campaign", "total", "enqueued", "duplicates", "invalid", "optedOut"} {
-		if _, ok := keys[k]; !ok {
-			t.Fatalf("summary lacks %q: %s", k, r.stdout)
+	onEachRedis(t, func(t *testing.T, kind string) {
+		s := newStackOn(t, kind, nil)
+		if err := s.redis.Client(t).SAdd(bg, optout.SMS.Key(), "+14155551239").Err(); err != nil {
+			t.Fatal(err)
 		}
-	}
-
-	st := waitCampaign(t, s, "incident-42", "done", func(st campaignStatus) bool { return st.State == "done" })
-	if st.Total != 4 || st.Sent != 4 || st.Done != 4 || st.Pending != 0 {
-		t.Fatalf("status %+v", st)
-	}
-	want := map[string]string{
-		"+14155551234": "Hi Ada: the API is down (pro plan). We are on it.",
-		"+14155551235": "Hi Bob: the API is down (free plan). We are on it.",
-		"+14155551236": "Hi Flo: the API is down (pro plan). We are on it.",
-		"+14155551237": "Hi Gus: the API is down (free plan). We are on it.",
-	}
-	msgs := simMessages(t, s.simURL)
-	got := map[string]int{}
-	for _, m := range msgs {
-		got[m.To]++
-		if want[m.To] != m.Body {
-			t.Errorf("message to %s: %q", m.To, m.Body)
+		list := writeFile(t, "customers.csv", strings.Join([]string{
+			"name,phone,plan",
+			"Ada,+1 (415) 555-1234,pro",  // 2
+			"Bob,+14155551235,free",      // 3
+			"Ada again,+14155551234,pro", // 4 duplicate
+			"Cy,not a number,free",       // 5 invalid
+			"Di,+14155551239,pro",        // 6 opted out
+			"Ed,+1415555,free",           // 7 invalid: too short
+			"",
+			"Flo,+14155551236,pro",  // 9
+			"Bob,+1 415 555 1235,x", // 10 duplicate
+			"Gus,+14155551237,free", // 11
+		}, "\n")+"\n")
+		body := "Hi {{name}}: the API is down ({{plan}} plan). We are on it."
+		r := runEnqueue(t, s.env, "bulk", "--campaign", "incident-42", "--body", body, list)
+		if r.code != 0 {
+			t.Fatalf("enqueue bulk: exit %d: %s", r.code, r.stderr)
 		}
-	}
-	if len(msgs) != len(want) || len(got) != len(want) {
-		t.Fatalf("simulator got %d messages to %v, want one to each of %d", len(msgs), got, len(want))
-	}
-
-	// Running the same command again queues nothing.
-	r = runEnqueue(t, s.env, "bulk", "--campaign", "incident-42", "--body", body, list)
-	if r.code != 0 {
-		t.Fatalf("second enqueue bulk: exit %d: %s", r.code, r.stderr)
-	}
-	r.json(t, &sum)
-	if sum.Total != 9 || sum.Enqueued != 0 || sum.AlreadyQueued != 4 || sum.Duplicates != 2 || sum.OptedOut != 1 || sum.InvalidCount != 2 {
-		t.Fatalf("re-run summary %s", r.stdout)
-	}
-	if open := openTasks(t, s.redis.Client(t), tasks.TypeSendSMS); open != 0 {
-		t.Fatalf("%d sms:send tasks still queued after the re-run, which queued nothing", open)
-	}
-	if n := len(simMessages(t, s.simURL)); n != 4 {
-		t.Fatalf("after the re-run the simulator has %d messages, want 4", n)
-	}
-
-	// Bad input: exit 2, nothing queued.
-	for _, args := range [][]string{
-		{"bulk", "--campaign", "bad id", "--body", "x", list},
-		{"bulk", "--campaign", "c2", "--body", "Hi {{nmae}}", list},
-		{"bulk", "--campaign", "c2", list},
-		{"campaign", "status", "nope"},
-	} {
-		if r := runEnqueue(t, s.env, args...); r.code != 2 {
-			t.Errorf("enqueue %q: exit %d, want 2 (%s)", args, r.code, r.stderr)
+		var sum campaignSummary
+		r.json(t, &sum)
+		if sum.Campaign != "incident-42" || sum.Total != 9 || sum.Enqueued != 4 || sum.Duplicates != 2 || sum.OptedOut != 1 ||
+			sum.AlreadyQueued != 0 || sum.InvalidCount != 2 || len(sum.Invalid) != 2 || sum.Invalid[0].Line != 5 || sum.Invalid[1].Line != 7 {
+			t.Fatalf("summary %s", r.stdout)
 		}
-	}
+		var keys map[string]json.RawMessage
+		_ = json.Unmarshal([]byte(r.stdout), &keys)
+		for _, k := range []string{"campaign", "total", "enqueued", "duplicates", "invalid", "optedOut"} {
+			if _, ok := keys[k]; !ok {
+				t.Fatalf("summary lacks %q: %s", k, r.stdout)
+			}
+		}
+
+		st := waitCampaign(t, s, "incident-42", "done", func(st campaignStatus) bool { return st.State == "done" })
+		if st.Total != 4 || st.Sent != 4 || st.Done != 4 || st.Pending != 0 {
+			t.Fatalf("status %+v", st)
+		}
+		want := map[string]string{
+			"+14155551234": "Hi Ada: the API is down (pro plan). We are on it.",
+			"+14155551235": "Hi Bob: the API is down (free plan). We are on it.",
+			"+14155551236": "Hi Flo: the API is down (pro plan). We are on it.",
+			"+14155551237": "Hi Gus: the API is down (free plan). We are on it.",
+		}
+		msgs := simMessages(t, s.simURL)
+		got := map[string]int{}
+		for _, m := range msgs {
+			got[m.To]++
+			if want[m.To] != m.Body {
+				t.Errorf("message to %s: %q", m.To, m.Body)
+			}
+		}
+		if len(msgs) != len(want) || len(got) != len(want) {
+			t.Fatalf("simulator got %d messages to %v, want one to each of %d", len(msgs), got, len(want))
+		}
+
+		// Running the same command again queues nothing.
+		r = runEnqueue(t, s.env, "bulk", "--campaign", "incident-42", "--body", body, list)
+		if r.code != 0 {
+			t.Fatalf("second enqueue bulk: exit %d: %s", r.code, r.stderr)
+		}
+		r.json(t, &sum)
+		if sum.Total != 9 || sum.Enqueued != 0 || sum.AlreadyQueued != 4 || sum.Duplicates != 2 || sum.OptedOut != 1 || sum.InvalidCount != 2 {
+			t.Fatalf("re-run summary %s", r.stdout)
+		}
+		if open := openTasks(t, s.redis.Client(t), tasks.TypeSendSMS); open != 0 {
+			t.Fatalf("%d sms:send tasks still queued after the re-run, which queued nothing", open)
+		}
+		if n := len(simMessages(t, s.simURL)); n != 4 {
+			t.Fatalf("after the re-run the simulator has %d messages, want 4", n)
+		}
+
+		// Bad input: exit 2, nothing queued.
+		for _, args := range [][]string{
+			{"bulk", "--campaign", "bad id", "--body", "x", list},
+			{"bulk", "--campaign", "c2", "--body", "Hi {{nmae}}", list},
+			{"bulk", "--campaign", "c2", list},
+			{"campaign", "status", "nope"},
+		} {
+			if r := runEnqueue(t, s.env, args...); r.code != 2 {
+				t.Errorf("enqueue %q: exit %d, want 2 (%s)", args, r.code, r.stderr)
+			}
+		}
+	})
 }
 
 func TestBulkCampaignCancelStopsTheRest(t *testing.T) {

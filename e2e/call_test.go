@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/sbagenthub/twilio-worker/optout"
 )
 
 type simCall struct {
@@ -52,40 +54,42 @@ type callStatus struct {
 
 func TestCallsReachTheirFinalState(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, []string{"--call-ring", "500ms", "--call-duration", "2s"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
-	tests := []struct{ to, final string }{
-		{"+14155550180", "completed"},
-		{"+15005551001", "busy"},
-		{"+15005551002", "no-answer"},
-		{"+15005551003", "failed"},
-	}
-	sids := map[string]string{}
-	for _, tt := range tests {
-		_, sid := placeCall(t, s, "--to", tt.to, "--say", "Service api is down")
-		if !strings.HasPrefix(sid, "CA") {
-			t.Fatalf("call to %s: no call SID", tt.to)
+	onEachRedis(t, func(t *testing.T, kind string) {
+		s := newStackOn(t, kind, []string{"--call-ring", "500ms", "--call-duration", "2s"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
+		tests := []struct{ to, final string }{
+			{"+14155550180", "completed"},
+			{"+15005551001", "busy"},
+			{"+15005551002", "no-answer"},
+			{"+15005551003", "failed"},
 		}
-		sids[tt.final] = sid
-	}
-	for _, tt := range tests {
-		st := waitStatus(t, s.env, "call-poll:"+sids[tt.final])
-		if st.State != "completed" || !strings.Contains(string(st.Result), `"status":"`+tt.final+`"`) {
-			t.Fatalf("%s: poll task %+v result %s", tt.final, st, st.Result)
+		sids := map[string]string{}
+		for _, tt := range tests {
+			_, sid := placeCall(t, s, "--to", tt.to, "--say", "Service api is down")
+			if !strings.HasPrefix(sid, "CA") {
+				t.Fatalf("call to %s: no call SID", tt.to)
+			}
+			sids[tt.final] = sid
 		}
-		r := runEnqueue(t, s.env, "call-status", sids[tt.final])
-		var cs callStatus
-		r.json(t, &cs)
-		if cs.Status != tt.final || cs.CallSid != sids[tt.final] || cs.To != tt.to || len(cs.History) < 2 {
-			t.Fatalf("call-status %+v", cs)
+		for _, tt := range tests {
+			st := waitStatus(t, s.env, "call-poll:"+sids[tt.final])
+			if st.State != "completed" || !strings.Contains(string(st.Result), `"status":"`+tt.final+`"`) {
+				t.Fatalf("%s: poll task %+v result %s", tt.final, st, st.Result)
+			}
+			r := runEnqueue(t, s.env, "call-status", sids[tt.final])
+			var cs callStatus
+			r.json(t, &cs)
+			if cs.Status != tt.final || cs.CallSid != sids[tt.final] || cs.To != tt.to || len(cs.History) < 2 {
+				t.Fatalf("call-status %+v", cs)
+			}
+			sim := simCalls(t, s.simURL)[sids[tt.final]]
+			if tt.final == "completed" && (cs.Duration != sim.Duration || cs.Duration < 2 || cs.EndTime == "") {
+				t.Fatalf("call-status %+v, simulator duration %d", cs, sim.Duration)
+			}
 		}
-		sim := simCalls(t, s.simURL)[sids[tt.final]]
-		if tt.final == "completed" && (cs.Duration != sim.Duration || cs.Duration < 2 || cs.EndTime == "") {
-			t.Fatalf("call-status %+v, simulator duration %d", cs, sim.Duration)
+		if strings.Contains(s.worker.output(), "4155550180") {
+			t.Fatal("a full number in the worker's log")
 		}
-	}
-	if strings.Contains(s.worker.output(), "4155550180") {
-		t.Fatal("a full number in the worker's log")
-	}
+	})
 }
 
 func TestCallPollingBacksOff(t *testing.T) {
@@ -132,7 +136,7 @@ func TestStatusCallbackEndsPollingEarly(t *testing.T) {
 func TestCallRefusals(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
-	if err := s.redis.Client(t).SAdd(bg, "tw:optout:voice", "+14155550183").Err(); err != nil {
+	if err := s.redis.Client(t).SAdd(bg, optout.Voice.Key(), "+14155550183").Err(); err != nil {
 		t.Fatal(err)
 	}
 	_, sid := placeCall(t, s, "--to", "+14155550183", "--say", "hi")

@@ -50,8 +50,9 @@ func faultN() int {
 // number of worker processes, which may be killed and replaced.
 type faultStack struct {
 	t        *testing.T
-	redis    *redistest.Server
-	rdb      *redis.Client // the test's own connection, never through a proxy
+	redis    *redistest.Server     // nil on a cluster
+	target   *redisTarget          // the node or the cluster
+	rdb      redis.UniversalClient // the test's own connection, never through a proxy
 	insp     *asynq.Inspector
 	client   *asynq.Client
 	simURL   string
@@ -68,13 +69,21 @@ var faultSlot = make(chan struct{}, 1)
 
 func newFaultStack(t *testing.T, simArgs ...string) *faultStack {
 	t.Helper()
+	return newFaultStackOn(t, onNode, simArgs...)
+}
+
+// newFaultStackOn is newFaultStack on a Redis of the given kind (a cluster
+// has no AOF, and cannot be stopped or restarted by the test).
+func newFaultStackOn(t *testing.T, kind string, simArgs ...string) *faultStack {
+	t.Helper()
 	faultSlot <- struct{}{}
 	t.Cleanup(func() { <-faultSlot }) // registered first, so run last: after the processes stop
-	f := &faultStack{t: t, redis: redistest.Start(t, redistest.WithAppendOnly())}
-	f.rdb = f.redis.Client(t)
+	f := &faultStack{t: t, target: startRedis(t, kind, redistest.WithAppendOnly())}
+	f.redis = f.target.node
+	f.rdb = f.target.Client(t)
 	f.insp = asynq.NewInspectorFromRedisClient(f.rdb)
 	f.client = asynq.NewClientFromRedisClient(f.rdb)
-	f.redisURL = f.redis.URL()
+	f.redisURL = f.target.URL()
 	simAddr := freeAddr(t)
 	start(t, nil, bin.twiliosim, append([]string{"--addr", simAddr, "--delivery-delay", "10ms"}, simArgs...)...)
 	f.simURL = "http://" + simAddr
@@ -517,27 +526,29 @@ const faultBudget = 150 * time.Second
 
 func TestFaultWorkersKilled(t *testing.T) {
 	t.Parallel()
-	// Long answers keep many sends in flight when the kill comes.
-	f := newFaultStack(t, "--latency", "100ms-400ms")
-	for range 3 {
-		f.startWorker()
-	}
-	n := faultN()
-	began := time.Now()
-	enq := f.trickle(n, 100)
-	kills := 2
-	for k := range kills {
-		// A random moment within the run, while handlers are mid-send.
-		f.waitSent(n * (k + 1) / (kills + 2) * (80 + rand.IntN(40)) / 100)
-		live := f.live()
-		victim := live[rand.IntN(len(live))]
-		f.kill9(victim)
-		t.Logf("kill -9 worker pid %d", victim.cmd.Process.Pid)
-		f.expireOrphans()
-		f.startWorker() // the replacement: its recoverer runs as it starts
-	}
-	mustTrickle(t, enq)
-	f.settle("kill -9", n, began, faultBudget)
+	onEachRedis(t, func(t *testing.T, kind string) {
+		// Long answers keep many sends in flight when the kill comes.
+		f := newFaultStackOn(t, kind, "--latency", "100ms-400ms")
+		for range 3 {
+			f.startWorker()
+		}
+		n := faultN()
+		began := time.Now()
+		enq := f.trickle(n, 100)
+		kills := 2
+		for k := range kills {
+			// A random moment within the run, while handlers are mid-send.
+			f.waitSent(n * (k + 1) / (kills + 2) * (80 + rand.IntN(40)) / 100)
+			live := f.live()
+			victim := live[rand.IntN(len(live))]
+			f.kill9(victim)
+			t.Logf("kill -9 worker pid %d", victim.cmd.Process.Pid)
+			f.expireOrphans()
+			f.startWorker() // the replacement: its recoverer runs as it starts
+		}
+		mustTrickle(t, enq)
+		f.settle("kill -9", n, began, faultBudget)
+	})
 }
 
 func TestFaultRedisRestart(t *testing.T) {

@@ -129,9 +129,59 @@ func baseEnv() []string {
 	return env
 }
 
-// stack is a private redis-server, twiliosim and a worker pointed at both.
+// Redis deployments a parametrised test runs against.
+const (
+	onNode    = "node"    // one private redis-server
+	onCluster = "cluster" // a private 3-master Redis Cluster
+)
+
+// onEachRedis runs f as parallel subtests on one node and on a Redis
+// Cluster, with the same assertions.
+func onEachRedis(t *testing.T, f func(t *testing.T, kind string)) {
+	t.Helper()
+	for _, kind := range []string{onNode, onCluster} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f(t, kind)
+		})
+	}
+}
+
+// redisTarget is the Redis a test's processes use: a node or a cluster.
+type redisTarget struct {
+	node    *redistest.Server  // onNode
+	cluster *redistest.Cluster // onCluster
+}
+
+func startRedis(t *testing.T, kind string, opts ...redistest.Option) *redisTarget {
+	t.Helper()
+	if kind == onCluster {
+		return &redisTarget{cluster: redistest.StartCluster(t)}
+	}
+	return &redisTarget{node: redistest.Start(t, opts...)}
+}
+
+// URL is the target's REDIS_URL.
+func (r *redisTarget) URL() string {
+	if r.cluster != nil {
+		return r.cluster.URL()
+	}
+	return r.node.URL()
+}
+
+// Client is a client for the test's own reads and writes, closed when t
+// ends.
+func (r *redisTarget) Client(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	if r.cluster != nil {
+		return r.cluster.Client(t)
+	}
+	return r.node.Client(t)
+}
+
+// stack is a private Redis, twiliosim and a worker pointed at both.
 type stack struct {
-	redis  *redistest.Server
+	redis  *redisTarget
 	simURL string
 	http   string
 	worker *proc
@@ -140,14 +190,25 @@ type stack struct {
 
 func newStack(t *testing.T, simArgs []string, workerEnv ...string) *stack {
 	t.Helper()
-	return newStackAt(t, freeAddr(t), simArgs, workerEnv...)
+	return newStackOn(t, onNode, simArgs, workerEnv...)
+}
+
+// newStackOn is newStack on a Redis of the given kind (onNode, onCluster).
+func newStackOn(t *testing.T, kind string, simArgs []string, workerEnv ...string) *stack {
+	t.Helper()
+	return newStackAtOn(t, kind, freeAddr(t), simArgs, workerEnv...)
 }
 
 // newStackAt is newStack with the worker's HTTP server at httpAddr (for
 // PUBLIC_URL, which must be known before the worker starts).
 func newStackAt(t *testing.T, httpAddr string, simArgs []string, workerEnv ...string) *stack {
 	t.Helper()
-	s := &stack{redis: redistest.Start(t)}
+	return newStackAtOn(t, onNode, httpAddr, simArgs, workerEnv...)
+}
+
+func newStackAtOn(t *testing.T, kind, httpAddr string, simArgs []string, workerEnv ...string) *stack {
+	t.Helper()
+	s := &stack{redis: startRedis(t, kind)}
 	simAddr := freeAddr(t)
 	start(t, nil, bin.twiliosim, append([]string{"--addr", simAddr, "--delivery-delay", "10ms"}, simArgs...)...)
 	s.simURL = "http://" + simAddr
@@ -308,7 +369,7 @@ var bg = context.Background()
 // run: pending, active, scheduled or in retry. Zero means nothing of that
 // type can happen any more, which a test can check instead of waiting a
 // while to see that nothing does.
-func openTasks(t *testing.T, rdb *redis.Client, typ string) int {
+func openTasks(t *testing.T, rdb redis.UniversalClient, typ string) int {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	queues, err := insp.Queues()

@@ -20,7 +20,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
-	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
 )
@@ -31,7 +30,13 @@ const simToken = "00000000000000000000000000000000"
 // (when public) and the simulator's inbound webhooks pointed at it.
 func newPublicStack(t *testing.T, public bool, workerEnv ...string) *stack {
 	t.Helper()
-	s := &stack{redis: redistest.Start(t)}
+	return newPublicStackOn(t, onNode, public, workerEnv...)
+}
+
+// newPublicStackOn is newPublicStack on a Redis of the given kind.
+func newPublicStackOn(t *testing.T, kind string, public bool, workerEnv ...string) *stack {
+	t.Helper()
+	s := &stack{redis: startRedis(t, kind)}
 	simAddr := freeAddr(t)
 	s.http = freeAddr(t)
 	start(t, nil, bin.twiliosim, "--addr", simAddr, "--delivery-delay", "10ms",
@@ -122,83 +127,85 @@ func checkOptedOut(t *testing.T, s *stack, number string) bool {
 // opt-outs happen, so nothing races.
 func TestOptOutAfterQueueingIsHonoured(t *testing.T) {
 	t.Parallel()
-	s := newPublicStack(t, true)
-	insp := asynq.NewInspectorFromRedisClient(s.redis.Client(t))
-	const (
-		byKeyword = "+14155550161"
-		byCLI     = "+14155550162"
-		byAPI     = "+14155550163"
-		control   = "+14155550164"
-	)
-	if err := insp.PauseQueue(tasks.QueueDefault); err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]string{}
-	for _, n := range []string{byKeyword, byCLI, byAPI, control} {
-		ids[n] = enqueueSMS(t, s, "--to", n, "--body", "Your order shipped")
-	}
-	if code, body := simInbound(t, s, byKeyword, " Stop "); code != 200 || !strings.Contains(body, "<Response/>") {
-		t.Fatalf("STOP answered %d %q", code, body)
-	}
-	if r := runEnqueue(t, s.env, "optout", "add", byCLI); r.code != 0 {
-		t.Fatalf("optout add: exit %d %s", r.code, r.stderr)
-	}
-	if code := apiDo(t, s, "PUT", "/v1/optouts/"+byAPI); code != 200 {
-		t.Fatalf("PUT /v1/optouts: %d", code)
-	}
-	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
-		t.Fatal(err)
-	}
-	for n, id := range ids {
-		st := waitStatus(t, s.env, id)
-		var res tasks.SMSResult
-		_ = json.Unmarshal(st.Result, &res)
-		wantSkipped := n != control
-		if st.State != "completed" || (res.Status == "skipped") != wantSkipped {
-			t.Fatalf("%s: status %+v, result %+v; skipped want %v", n, st, res, wantSkipped)
+	onEachRedis(t, func(t *testing.T, kind string) {
+		s := newPublicStackOn(t, kind, true)
+		insp := asynq.NewInspectorFromRedisClient(s.redis.Client(t))
+		const (
+			byKeyword = "+14155550161"
+			byCLI     = "+14155550162"
+			byAPI     = "+14155550163"
+			control   = "+14155550164"
+		)
+		if err := insp.PauseQueue(tasks.QueueDefault); err != nil {
+			t.Fatal(err)
 		}
-		if wantSkipped && res.Reason != "recipient opted out" {
-			t.Fatalf("%s: reason %q", n, res.Reason)
+		ids := map[string]string{}
+		for _, n := range []string{byKeyword, byCLI, byAPI, control} {
+			ids[n] = enqueueSMS(t, s, "--to", n, "--body", "Your order shipped")
 		}
-	}
-	if msgs := simMessages(t, s.simURL); len(msgs) != 1 || msgs[0].To != control {
-		t.Fatalf("simulator got %+v; only the control number may be texted", msgs)
-	}
+		if code, body := simInbound(t, s, byKeyword, " Stop "); code != 200 || !strings.Contains(body, "<Response/>") {
+			t.Fatalf("STOP answered %d %q", code, body)
+		}
+		if r := runEnqueue(t, s.env, "optout", "add", byCLI); r.code != 0 {
+			t.Fatalf("optout add: exit %d %s", r.code, r.stderr)
+		}
+		if code := apiDo(t, s, "PUT", "/v1/optouts/"+byAPI); code != 200 {
+			t.Fatalf("PUT /v1/optouts: %d", code)
+		}
+		if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+			t.Fatal(err)
+		}
+		for n, id := range ids {
+			st := waitStatus(t, s.env, id)
+			var res tasks.SMSResult
+			_ = json.Unmarshal(st.Result, &res)
+			wantSkipped := n != control
+			if st.State != "completed" || (res.Status == "skipped") != wantSkipped {
+				t.Fatalf("%s: status %+v, result %+v; skipped want %v", n, st, res, wantSkipped)
+			}
+			if wantSkipped && res.Reason != "recipient opted out" {
+				t.Fatalf("%s: reason %q", n, res.Reason)
+			}
+		}
+		if msgs := simMessages(t, s.simURL); len(msgs) != 1 || msgs[0].To != control {
+			t.Fatalf("simulator got %+v; only the control number may be texted", msgs)
+		}
 
-	// Back in: START, remove, DELETE.
-	if code, _ := simInbound(t, s, byKeyword, "START"); code != 200 {
-		t.Fatalf("START answered %d", code)
-	}
-	if r := runEnqueue(t, s.env, "optout", "remove", byCLI); r.code != 0 {
-		t.Fatalf("optout remove: exit %d %s", r.code, r.stderr)
-	}
-	if code := apiDo(t, s, "DELETE", "/v1/optouts/"+byAPI); code != 200 {
-		t.Fatalf("DELETE /v1/optouts: %d", code)
-	}
-	for _, n := range []string{byKeyword, byCLI, byAPI} {
-		if st := waitStatus(t, s.env, enqueueSMS(t, s, "--to", n, "--body", "Welcome back")); st.State != "completed" || strings.Contains(string(st.Result), "skipped") {
-			t.Fatalf("%s after opting back in: %+v", n, st)
+		// Back in: START, remove, DELETE.
+		if code, _ := simInbound(t, s, byKeyword, "START"); code != 200 {
+			t.Fatalf("START answered %d", code)
 		}
-		if len(messagesTo(t, s, n)) != 1 {
-			t.Fatalf("%s: not texted after opting back in", n)
+		if r := runEnqueue(t, s.env, "optout", "remove", byCLI); r.code != 0 {
+			t.Fatalf("optout remove: exit %d %s", r.code, r.stderr)
 		}
-	}
-	// The keyword's history names its source.
-	r := runEnqueue(t, s.env, "optout", "history", byKeyword)
-	var h struct {
-		History []struct{ Action, Source string }
-	}
-	r.json(t, &h)
-	if len(h.History) < 2 || h.History[0].Action != "opt-in" || h.History[0].Source != "keyword" || h.History[1].Action != "opt-out" {
-		t.Fatalf("history %+v", h.History)
-	}
-	// HELP gets the help text back, in TwiML.
-	if code, body := simInbound(t, s, byKeyword, "help"); code != 200 || !strings.Contains(body, "<Message>") || !strings.Contains(body, "STOP") {
-		t.Fatalf("HELP answered %d %q", code, body)
-	}
-	if strings.Contains(s.worker.output(), "4155550161") {
-		t.Fatal("the worker logged a full phone number")
-	}
+		if code := apiDo(t, s, "DELETE", "/v1/optouts/"+byAPI); code != 200 {
+			t.Fatalf("DELETE /v1/optouts: %d", code)
+		}
+		for _, n := range []string{byKeyword, byCLI, byAPI} {
+			if st := waitStatus(t, s.env, enqueueSMS(t, s, "--to", n, "--body", "Welcome back")); st.State != "completed" || strings.Contains(string(st.Result), "skipped") {
+				t.Fatalf("%s after opting back in: %+v", n, st)
+			}
+			if len(messagesTo(t, s, n)) != 1 {
+				t.Fatalf("%s: not texted after opting back in", n)
+			}
+		}
+		// The keyword's history names its source.
+		r := runEnqueue(t, s.env, "optout", "history", byKeyword)
+		var h struct {
+			History []struct{ Action, Source string }
+		}
+		r.json(t, &h)
+		if len(h.History) < 2 || h.History[0].Action != "opt-in" || h.History[0].Source != "keyword" || h.History[1].Action != "opt-out" {
+			t.Fatalf("history %+v", h.History)
+		}
+		// HELP gets the help text back, in TwiML.
+		if code, body := simInbound(t, s, byKeyword, "help"); code != 200 || !strings.Contains(body, "<Message>") || !strings.Contains(body, "STOP") {
+			t.Fatalf("HELP answered %d %q", code, body)
+		}
+		if strings.Contains(s.worker.output(), "4155550161") {
+			t.Fatal("the worker logged a full phone number")
+		}
+	})
 }
 
 func TestInboundForgedOrUnsigned(t *testing.T) {

@@ -10,14 +10,13 @@ import (
 	"time"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
-	"github.com/sbagenthub/twilio-worker/internal/redistest"
 )
 
 // poolStack is a private Redis and simulator with workers that share the
 // sender pool numbers at rate each (SENDER_POOL, SENDER_RATE).
 func poolStack(t *testing.T, workers int, rate string, numbers ...string) *stack {
 	t.Helper()
-	s := &stack{redis: redistest.Start(t)}
+	s := &stack{redis: startRedis(t, onNode)}
 	simAddr := freeAddr(t)
 	start(t, nil, bin.twiliosim, "--addr", simAddr, "--delivery-delay", "10ms")
 	s.simURL = "http://" + simAddr
@@ -194,7 +193,7 @@ func TestSenderPoolSpreadsAndSticks(t *testing.T) {
 	// The ledger keeps the choice: the follow-up's task names its sender.
 	var out struct{ TaskID string }
 	r.json(t, &out)
-	if from := s.redis.Client(t).HGet(bg, "tw:send:"+out.TaskID, "from").Val(); from != firstFrom[to] {
+	if from := s.redis.Client(t).HGet(bg, "tw:send:{"+to+"}:"+out.TaskID, "from").Val(); from != firstFrom[to] {
 		t.Errorf("ledger records sender %q for the follow-up; it went from %s", from, firstFrom[to])
 	}
 }

@@ -15,41 +15,43 @@ import (
 
 func TestSMSEnqueuedReachesTwilioOnce(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, nil)
-	r := runEnqueue(t, s.env, "sms", "--to", "+1 (415) 555-1234", "--body", "Your verification code is 123456", "--queue", "critical", "--valid-for", "10m")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	var out struct{ TaskID, Queue, To string }
-	r.json(t, &out)
-	if out.To != "+14155551234" || out.Queue != "critical" || out.TaskID == "" {
-		t.Fatalf("enqueue printed %+v", out)
-	}
-	st := waitStatus(t, s.env, out.TaskID)
-	if st.State != "completed" || st.Type != "sms:send" {
-		t.Fatalf("status %+v", st)
-	}
-	var res map[string]string
-	if err := json.Unmarshal(st.Result, &res); err != nil {
-		t.Fatalf("result %s: %v", st.Result, err)
-	}
-	msgs := simMessages(t, s.simURL)
-	if len(msgs) != 1 {
-		t.Fatalf("simulator has %d messages, want exactly 1", len(msgs))
-	}
-	m := msgs[0]
-	if m.To != "+14155551234" || m.From != "+15005550006" || m.Body != "Your verification code is 123456" {
-		t.Fatalf("simulator got %+v", m)
-	}
-	if res["messageSid"] != m.Sid || res["status"] != "queued" || len(res) != 3 {
-		t.Fatalf("result %v, want the seed's shape with the simulator's SID %s", res, m.Sid)
-	}
-	if _, err := time.Parse(time.RFC3339, res["dateCreated"]); err != nil {
-		t.Fatalf("dateCreated %q", res["dateCreated"])
-	}
-	if strings.Contains(s.worker.output(), "4155551234") {
-		t.Fatal("the worker logged a full phone number")
-	}
+	onEachRedis(t, func(t *testing.T, kind string) {
+		s := newStackOn(t, kind, nil)
+		r := runEnqueue(t, s.env, "sms", "--to", "+1 (415) 555-1234", "--body", "Your verification code is 123456", "--queue", "critical", "--valid-for", "10m")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		var out struct{ TaskID, Queue, To string }
+		r.json(t, &out)
+		if out.To != "+14155551234" || out.Queue != "critical" || out.TaskID == "" {
+			t.Fatalf("enqueue printed %+v", out)
+		}
+		st := waitStatus(t, s.env, out.TaskID)
+		if st.State != "completed" || st.Type != "sms:send" {
+			t.Fatalf("status %+v", st)
+		}
+		var res map[string]string
+		if err := json.Unmarshal(st.Result, &res); err != nil {
+			t.Fatalf("result %s: %v", st.Result, err)
+		}
+		msgs := simMessages(t, s.simURL)
+		if len(msgs) != 1 {
+			t.Fatalf("simulator has %d messages, want exactly 1", len(msgs))
+		}
+		m := msgs[0]
+		if m.To != "+14155551234" || m.From != "+15005550006" || m.Body != "Your verification code is 123456" {
+			t.Fatalf("simulator got %+v", m)
+		}
+		if res["messageSid"] != m.Sid || res["status"] != "queued" || len(res) != 3 {
+			t.Fatalf("result %v, want the seed's shape with the simulator's SID %s", res, m.Sid)
+		}
+		if _, err := time.Parse(time.RFC3339, res["dateCreated"]); err != nil {
+			t.Fatalf("dateCreated %q", res["dateCreated"])
+		}
+		if strings.Contains(s.worker.output(), "4155551234") {
+			t.Fatal("the worker logged a full phone number")
+		}
+	})
 }
 
 func TestEnqueueRefusesBadInputAndQueuesNothing(t *testing.T) {

@@ -100,7 +100,7 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 		s.hangupCall(w, r, a.CallSID)
 		return
 	case ActionSendBulkSMS:
-		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}, a.Bulk)
+		sum, err := campaign.Submit(r.Context(), campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Durability: s.Durability}, a.Bulk)
 		s.answerCampaign(w, a.Bulk, sum, err)
 		return
 	case ActionSendSMS:
@@ -192,6 +192,12 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, task *asynq.Tas
 	if err != nil {
 		s.logger().Error("enqueue from the HTTP API", "type", task.Type(), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")
+		return
+	}
+	if err := s.Durability.ConfirmTask(ctx, s.Redis, info.Queue, info.ID); err != nil {
+		s.logger().Error("enqueue from the HTTP API not confirmed by the Redis replicas", "task", info.ID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "",
+			"the task queue's replicas did not confirm the task (REDIS_WAIT_REPLICAS); it may be lost in a failover: try again with the same Idempotency-Key")
 		return
 	}
 	if info.Type != task.Type() {

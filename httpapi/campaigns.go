@@ -45,7 +45,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed_request", "", "could not read the request body")
 		return
 	}
-	d := campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules}
+	d := campaign.Deps{Redis: s.Redis, Client: s.Client, Rules: s.Rules, Durability: s.Durability}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
 		sum campaign.Summary

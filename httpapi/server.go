@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -30,21 +31,24 @@ import (
 // Server holds what the handlers need. Fields left nil disable the routes
 // that need them.
 type Server struct {
-	Redis     redis.UniversalClient
-	Client    *asynq.Client
-	Inspector *asynq.Inspector
-	OptOuts   *optout.Store
-	Calls     *calls.Store
-	Ledger    *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
-	Tracker   *tasks.Tracker
-	Booker    tasks.Booker // books sendSMS slots under the rate limits; nil: none
-	Pool      *pool.Pool   // the sender pool (/v1/pool); nil: none
-	Log       *commlog.Log // communications log: tasks queued here are recorded
-	Twilio    *twilioapi.Client
-	Rules     tasks.Rules
-	Registry  *prometheus.Registry
-	Metrics   *metrics.Metrics
-	Logger    *slog.Logger
+	Redis redis.UniversalClient
+	// Durability (REDIS_WAIT_REPLICAS) confirms each enqueue with the
+	// replicas before it is answered; zero: no confirmation.
+	Durability redisconn.Durability
+	Client     *asynq.Client
+	Inspector  *asynq.Inspector
+	OptOuts    *optout.Store
+	Calls      *calls.Store
+	Ledger     *ledger.Ledger // send ledger: tells early status callbacks of ours from strangers'
+	Tracker    *tasks.Tracker
+	Booker     tasks.Booker // books sendSMS slots under the rate limits; nil: none
+	Pool       *pool.Pool   // the sender pool (/v1/pool); nil: none
+	Log        *commlog.Log // communications log: tasks queued here are recorded
+	Twilio     *twilioapi.Client
+	Rules      tasks.Rules
+	Registry   *prometheus.Registry
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
 
 	// AuthToken signs Twilio's webhooks; PublicURL is where Twilio reaches us.
 	AuthToken twilioapi.Secret

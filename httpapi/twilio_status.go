@@ -35,7 +35,7 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 		rec, became, err := s.Calls.Apply(r.Context(), sid, u)
 		if errors.Is(err, calls.ErrNotFound) {
 			rec, became, err = nil, false, nil
-			if s.ours(r.Context(), task, sid) {
+			if s.ours(r.Context(), task, f.Get("To"), sid) {
 				rec, became, err = s.Calls.Early(r.Context(), sid, u)
 			}
 		}
@@ -56,7 +56,7 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		code, _ := strconv.Atoi(f.Get("ErrorCode"))
 		rec, _, err := s.Tracker.Store.Apply(r.Context(), sid, status, code, time.Now())
-		if errors.Is(err, delivery.ErrNotFound) && s.ours(r.Context(), task, sid) {
+		if errors.Is(err, delivery.ErrNotFound) && s.ours(r.Context(), task, f.Get("To"), sid) {
 			rec, _, err = s.Tracker.Store.ApplyEarly(r.Context(), sid, status, code, time.Now())
 		}
 		switch {
@@ -79,13 +79,14 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Response/>`))
 }
 
-// ours reports whether sid, which has no record yet, belongs to task: the
+// ours reports whether sid, which has no record yet, belongs to task (sent
+// to to, the callback's To: the ledger's hash tag): the
 // task's send ledger holds that SID, or an attempt whose answer is not in.
-func (s *Server) ours(ctx context.Context, task, sid string) bool {
+func (s *Server) ours(ctx context.Context, task, to, sid string) bool {
 	if task == "" || s.Ledger == nil {
 		return false
 	}
-	e, err := s.Ledger.Get(ctx, task)
+	e, err := s.Ledger.Get(ctx, task, to)
 	if err != nil {
 		return false
 	}

@@ -103,13 +103,13 @@ func TestCallbacksForStrangersRecordNothing(t *testing.T) {
 func TestEarlyCallCallbacksAreMerged(t *testing.T) {
 	t.Parallel()
 	e := newStatusEnv(t)
-	if err := e.ledger.Begin(bg, "call-task", time.Now()); err != nil {
+	if err := e.ledger.Begin(bg, "call-task", "+14155550100", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	end := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, f := range []url.Values{
-		{"CallSid": {callSID}, "CallStatus": {"ringing"}, "Timestamp": {end.Add(-20 * time.Second).Format(time.RFC1123Z)}},
-		{"CallSid": {callSID}, "CallStatus": {"completed"}, "CallDuration": {"12"}, "Timestamp": {end.Format(time.RFC1123Z)}},
+		{"CallSid": {callSID}, "To": {"+14155550100"}, "CallStatus": {"ringing"}, "Timestamp": {end.Add(-20 * time.Second).Format(time.RFC1123Z)}},
+		{"CallSid": {callSID}, "To": {"+14155550100"}, "CallStatus": {"completed"}, "CallDuration": {"12"}, "Timestamp": {end.Format(time.RFC1123Z)}},
 	} {
 		if code := e.status(t, "call-task", f); code != http.StatusOK {
 			t.Fatalf("early callback: %d", code)
@@ -158,10 +158,10 @@ func TestCallbackEndedCallHasEndTime(t *testing.T) {
 func TestEarlyMessageCallbackOfOurs(t *testing.T) {
 	t.Parallel()
 	e := newStatusEnv(t)
-	if err := e.ledger.Begin(bg, "sms-task", time.Now()); err != nil {
+	if err := e.ledger.Begin(bg, "sms-task", "+14155550100", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	e.status(t, "sms-task", url.Values{"MessageSid": {msgSID}, "MessageStatus": {"sent"}})
+	e.status(t, "sms-task", url.Values{"MessageSid": {msgSID}, "To": {"+14155550100"}, "MessageStatus": {"sent"}})
 	if rec, err := e.msgs.Get(bg, msgSID); err != nil || rec.Status != "sent" {
 		t.Fatalf("early callback of ours: %+v, %v", rec, err)
 	}

@@ -3,13 +3,18 @@
 // shutdown re-queues tasks in flight) and a Twilio timeout leaves us not
 // knowing whether a message went; Twilio has no idempotency key.
 //
-// Before calling Twilio a handler records the attempt (tw:send:{taskId} with
-// its start time); after Twilio accepts, the SID. A task whose entry holds a
+// Before calling Twilio a handler records the attempt (tw:send:{TO}:TASK
+// with its start time); after Twilio accepts, the SID. A task whose entry holds a
 // SID never sends again. A task that finds an attempt without a SID (it
 // crashed mid-request, or the answer was lost) reconciles: it lists what
 // Twilio has for that recipient since the attempt began and claims a match
-// instead of sending. Claims (tw:sid:{sid}) make sure two tasks sending the
-// same text to the same number never both take one message as theirs.
+// instead of sending. Claims (tw:sid:{TO}:SID) make sure two tasks sending
+// the same text to the same number never both take one message as theirs.
+//
+// Keys carry the recipient as their hash tag: the commit touches the task's
+// entry and the SID's claim in one script, and every task that could claim a
+// message (it reconciles against the recipient's messages) has the same
+// recipient, so they share one Redis Cluster slot.
 package ledger
 
 import (
@@ -20,6 +25,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 )
 
 // TTL is how long entries and claims are kept after their last write. A
@@ -35,6 +42,7 @@ const Skew = 2 * time.Minute
 // Entry is a task's line in the ledger.
 type Entry struct {
 	TaskID    string
+	To        string    // the recipient: the keys' hash tag
 	StartedAt time.Time // first attempt that may have reached Twilio
 	SID       string    // set once Twilio accepted
 	Attempts  int
@@ -49,22 +57,65 @@ func (e Entry) Sent() bool { return e.SID != "" }
 // Pending reports whether an attempt began and its outcome is unknown.
 func (e Entry) Pending() bool { return e.SID == "" && !e.StartedAt.IsZero() }
 
-func entryKey(taskID string) string { return "tw:send:" + taskID }
-func claimKey(sid string) string    { return "tw:sid:" + sid }
+// key names the ledger's keys, tagged by the recipient:
+// tw:send:{+14155551234}:TASK (entry) and tw:sid:{+14155551234}:SID (claim).
+func key(kind, to, id string) string { return "tw:" + kind + ":{" + to + "}:" + id }
+
+func entryKey(taskID, to string) string { return key("send", to, taskID) }
+func claimKey(sid, to string) string    { return key("sid", to, sid) }
+
+// Keys written before the recipient became the hash tag; read (and moved)
+// only when ReadLegacy is on, on a single node or Sentinel.
+func legacyEntryKey(taskID string) string { return "tw:send:" + taskID }
+func legacyClaimKey(sid string) string    { return "tw:sid:" + sid }
 
 // Ledger is the send ledger in Redis.
-type Ledger struct{ rdb redis.UniversalClient }
+type Ledger struct {
+	rdb    redis.UniversalClient
+	dur    redisconn.Durability
+	legacy bool
+}
 
 // New returns a Ledger on rdb.
 func New(rdb redis.UniversalClient) *Ledger { return &Ledger{rdb: rdb} }
 
+// WithDurability makes Begin, the claim that comes before every Twilio
+// request, wait until d.Replicas replicas confirmed it (REDIS_WAIT_REPLICAS),
+// and fail otherwise. It returns l.
+func (l *Ledger) WithDurability(d redisconn.Durability) *Ledger {
+	l.dur = d
+	return l
+}
+
+// ReadLegacy makes Get and Commit also read the keys of the earlier layout
+// (tw:send:TASK, tw:sid:SID), moving an entry to its new key when found. The
+// worker turns it on when it finds such keys at start on a single node; a
+// cluster never has them. It returns l.
+func (l *Ledger) ReadLegacy(on bool) *Ledger {
+	l.legacy = on
+	return l
+}
+
+// moveLegacyScript renames KEYS[1] (old entry) to KEYS[2] unless KEYS[2]
+// exists. Single node only: the two keys have different slots.
+var moveLegacyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2]) return 1 end
+return 0`)
+
 // Get returns the task's entry (zero when the task never attempted a send).
-func (l *Ledger) Get(ctx context.Context, taskID string) (Entry, error) {
-	m, err := l.rdb.HGetAll(ctx, entryKey(taskID)).Result()
+// to is the task's recipient.
+func (l *Ledger) Get(ctx context.Context, taskID, to string) (Entry, error) {
+	if l.legacy {
+		if err := moveLegacyScript.Run(ctx, l.rdb, []string{legacyEntryKey(taskID), entryKey(taskID, to)}).Err(); err != nil {
+			return Entry{}, fmt.Errorf("read send ledger: %w", err)
+		}
+	}
+	m, err := l.rdb.HGetAll(ctx, entryKey(taskID, to)).Result()
 	if err != nil {
 		return Entry{}, fmt.Errorf("read send ledger: %w", err)
 	}
-	e := Entry{TaskID: taskID, SID: m["sid"], From: m["from"]}
+	e := Entry{TaskID: taskID, To: to, SID: m["sid"], From: m["from"]}
 	if ns, err := strconv.ParseInt(m["startedAt"], 10, 64); err == nil {
 		e.StartedAt = time.Unix(0, ns).UTC()
 	}
@@ -73,13 +124,16 @@ func (l *Ledger) Get(ctx context.Context, taskID string) (Entry, error) {
 }
 
 // Begin records that an attempt starts now. The first attempt's start is
-// kept: reconciliation must look back to it.
-func (l *Ledger) Begin(ctx context.Context, taskID string, now time.Time) error {
-	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, entryKey(taskID), "startedAt", strconv.FormatInt(now.UnixNano(), 10))
-		p.HIncrBy(ctx, entryKey(taskID), "attempts", 1)
-		p.HIncrBy(ctx, entryKey(taskID), "open", 1) // attempts whose outcome is not known
-		p.Expire(ctx, entryKey(taskID), TTL)
+// kept: reconciliation must look back to it. With WithDurability, it returns
+// only once the replicas confirmed it (an error wrapping
+// redisconn.ErrNotReplicated otherwise: the caller must not send).
+func (l *Ledger) Begin(ctx context.Context, taskID, to string, now time.Time) error {
+	k := entryKey(taskID, to)
+	err := l.dur.Durable(ctx, l.rdb, k, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, k, "startedAt", strconv.FormatInt(now.UnixNano(), 10))
+		p.HIncrBy(ctx, k, "attempts", 1)
+		p.HIncrBy(ctx, k, "open", 1) // attempts whose outcome is not known
+		p.Expire(ctx, k, TTL)
 		return nil
 	})
 	if err != nil {
@@ -104,8 +158,9 @@ return cur`)
 // ("" for a first choice), and returns the sender recorded afterwards: when
 // another run of the task recorded a different one first, that one, which
 // the caller must use.
-func (l *Ledger) SetFrom(ctx context.Context, taskID, old, from string) (string, error) {
-	cur, err := fromScript.Run(ctx, l.rdb, []string{entryKey(taskID)}, old, from, int(TTL.Seconds())).Text()
+// to is the task's recipient.
+func (l *Ledger) SetFrom(ctx context.Context, taskID, to, old, from string) (string, error) {
+	cur, err := fromScript.Run(ctx, l.rdb, []string{entryKey(taskID, to)}, old, from, int(TTL.Seconds())).Text()
 	if err != nil {
 		return "", fmt.Errorf("record the chosen sender: %w", err)
 	}
@@ -116,10 +171,11 @@ func (l *Ledger) SetFrom(ctx context.Context, taskID, old, from string) (string,
 var ErrClaimed = errors.New("message already claimed by another task")
 
 // commitScript claims the SID for the task and records it, in one round
-// trip: KEYS claim, entry; ARGV task id, sid, ttl seconds. 0: another task
-// owns the SID.
+// trip: KEYS claim, entry[, legacy claim]; ARGV task id, sid, ttl seconds.
+// 0: another task owns the SID.
 var commitScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
+if not owner and KEYS[3] then owner = redis.call('GET', KEYS[3]) end
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('HSET', KEYS[2], 'sid', ARGV[2])
@@ -127,9 +183,13 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1`)
 
 // Commit records that Twilio accepted the task's message as sid, and claims
-// sid for the task.
-func (l *Ledger) Commit(ctx context.Context, taskID, sid string) error {
-	ok, err := commitScript.Run(ctx, l.rdb, []string{claimKey(sid), entryKey(taskID)}, taskID, sid, int(TTL.Seconds())).Int()
+// sid for the task; to is the task's recipient.
+func (l *Ledger) Commit(ctx context.Context, taskID, to, sid string) error {
+	keys := []string{claimKey(sid, to), entryKey(taskID, to)}
+	if l.legacy {
+		keys = append(keys, legacyClaimKey(sid))
+	}
+	ok, err := commitScript.Run(ctx, l.rdb, keys, taskID, sid, int(TTL.Seconds())).Int()
 	if err != nil {
 		return fmt.Errorf("record %s: %w", sid, err)
 	}
@@ -150,8 +210,8 @@ return open`)
 // answered with an error). Once no earlier attempt is left with an unknown
 // outcome (a lost answer, a crash mid-request), the next attempt sends
 // without reconciling; while one is, it still reconciles first.
-func (l *Ledger) Abandon(ctx context.Context, taskID string) error {
-	return abandonScript.Run(ctx, l.rdb, []string{entryKey(taskID)}).Err()
+func (l *Ledger) Abandon(ctx context.Context, taskID, to string) error {
+	return abandonScript.Run(ctx, l.rdb, []string{entryKey(taskID, to)}).Err()
 }
 
 // Candidate is something Twilio has that may be the task's message or call.
@@ -173,7 +233,7 @@ func (l *Ledger) Reconcile(ctx context.Context, e Entry, candidates []Candidate)
 		if !c.Matches || c.Created.Before(since) {
 			continue
 		}
-		switch err := l.Commit(ctx, e.TaskID, c.SID); {
+		switch err := l.Commit(ctx, e.TaskID, e.To, c.SID); {
 		case err == nil:
 			return c.SID, nil
 		case errors.Is(err, ErrClaimed):

@@ -36,14 +36,14 @@ const (
 	maxLine = 4096
 )
 
-const importsKey = "tw:optout:imports"
+var importsKey = key("imports")
 
-func importKey(id string) string { return "tw:optout:import:" + id }
+func importKey(id string) string { return key("import", id) }
 
 func markerKey(number string) string {
 	h := fnv.New32a()
 	h.Write([]byte(number))
-	return "tw:optout:imported:" + strconv.FormatUint(uint64(h.Sum32()%markerBuckets), 10)
+	return key("imported", strconv.FormatUint(uint64(h.Sum32()%markerBuckets), 10))
 }
 
 // ErrNoImport is returned by Import for an unknown id.

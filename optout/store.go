@@ -1,17 +1,21 @@
 // Package optout keeps the do-not-contact lists and the marketing consents:
-// Redis sets tw:optout:sms and tw:optout:voice, checked immediately before
-// every send and call, and tw:consent:sms, checked before marketing. Every
-// change is recorded with where it came from (keyword, API, CLI, import,
-// Twilio 21610) and when, and can be listed per number.
+// Redis sets tw:{optout}:optout:sms and tw:{optout}:optout:voice, checked
+// immediately before every send and call, and tw:{optout}:consent:sms,
+// checked before marketing. Every change is recorded with where it came from
+// (keyword, API, CLI, import, Twilio 21610) and when, and can be listed per
+// number.
 //
 // # Keys
 //
-//	tw:optout:sms, tw:optout:voice     sets of E.164 numbers that opted out
-//	tw:consent:sms, tw:consent:voice   sets of E.164 numbers that consented to marketing
-//	tw:optout:history:{number}         list of that number's changes (JSON Event), newest first, capped
-//	tw:optout:imports                  list of import ids, newest first, capped
-//	tw:optout:import:{id}              hash: one import (lists, source, name, time, counts)
-//	tw:optout:imported:{bucket}        hashes number → id of the last import that held it
+// All under the hash tag {optout} (one Redis Cluster slot, so a change and
+// its history are one transaction):
+//
+//	tw:{optout}:optout:sms, …:optout:voice    sets of E.164 numbers that opted out
+//	tw:{optout}:consent:sms, …:consent:voice  sets of E.164 numbers that consented to marketing
+//	tw:{optout}:history:NUMBER                list of that number's changes (JSON Event), newest first, capped
+//	tw:{optout}:imports                       list of import ids, newest first, capped
+//	tw:{optout}:import:ID                     one import's record (lists, source, name, time, counts)
+//	tw:{optout}:imported:BUCKET               hashes number → id of the last import that held it
 //
 // A check is one SISMEMBER: O(1) however long the list. An import of a
 // million numbers writes one import record and, per number, one field in a
@@ -26,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,8 +81,16 @@ func OptOutList(ch Channel) List { return List{KindOptOut, ch} }
 // ConsentList is the channel's marketing-consent set.
 func ConsentList(ch Channel) List { return List{KindConsent, ch} }
 
-// Key is the list's Redis set: tw:optout:sms, tw:consent:sms, ….
-func (l List) Key() string { return "tw:" + string(l.Kind) + ":" + string(l.Channel) }
+// Key is the list's Redis set: tw:{optout}:optout:sms,
+// tw:{optout}:consent:sms, ….
+func (l List) Key() string { return key(string(l.Kind), string(l.Channel)) }
+
+// key names every key of the store. The hash tag {optout} puts them all in
+// one Redis Cluster slot, so that a change and its history (and an import's
+// sets, markers and record) are one transaction: tw:{optout}:optout:sms,
+// tw:{optout}:consent:sms, tw:{optout}:history:NUMBER, tw:{optout}:imports,
+// tw:{optout}:import:ID, tw:{optout}:imported:BUCKET.
+func key(parts ...string) string { return "tw:{optout}:" + strings.Join(parts, ":") }
 
 func (l List) String() string { return string(l.Kind) + ":" + string(l.Channel) }
 
@@ -130,7 +143,7 @@ type Event struct {
 // historyMax bounds the history kept per number.
 const historyMax = 100
 
-func historyKey(number string) string { return "tw:optout:history:" + number }
+func historyKey(number string) string { return key("history", number) }
 
 // Store is the opt-out and consent store. It is safe for concurrent use.
 type Store struct {

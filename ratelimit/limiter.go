@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +23,10 @@ const (
 
 // Defaults of Config.
 const (
-	// PrefixDefault starts every key the limiter writes.
-	PrefixDefault = "tw:rl:"
+	// PrefixDefault starts every key the limiter writes. The hash tag {rl}
+	// puts them all in one Redis Cluster slot: one decision touches the
+	// task's hold, its sender and its recipient together.
+	PrefixDefault = "tw:{rl}:"
 	// MaxSleepDefault is the longest a handler waits in process for its
 	// moment; a longer wait is a reservation and a DeferError. It absorbs
 	// asynq's wake-up jitter (DelayedTaskCheckInterval, 100 ms in the worker)
@@ -66,12 +69,12 @@ func (c Config) WithDefaults() Config {
 // Limiter applies per-sender, per-recipient and per-account limits shared by
 // every process that uses the same Redis.
 //
-// Each limited key (tw:rl:sender:+1500…, tw:rl:recipient:+1415…,
-// tw:rl:call:account) is a hash with two GCRA theoretical arrival times:
+// Each limited key (tw:{rl}:sender:+1500…, tw:{rl}:recipient:+1415…,
+// tw:{rl}:call:account) is a hash with two GCRA theoretical arrival times:
 //
 //   - plan: the schedule. Booking a slot (at enqueue time, or when a task
 //     must wait) moves it on by the cost, so the next booking lands one
-//     interval later. A booked slot is kept for its task in tw:rl:hold:{id}
+//     interval later. A booked slot is kept for its task in tw:{rl}:hold:ID
 //     and the task is scheduled for that moment.
 //   - gate: actual sends. Every send passes it, so no burst goes out even
 //     when tasks wake late and together (asynq wakes scheduled tasks in
@@ -89,6 +92,13 @@ type Limiter struct {
 // New returns a Limiter on rdb.
 func New(rdb redis.Scripter, cfg Config) *Limiter {
 	return &Limiter{rdb: rdb, cfg: cfg.WithDefaults()}
+}
+
+// key names every limiter key: prefix (PrefixDefault, tw:{rl}:) and the
+// parts joined by ':', as in tw:{rl}:sender:+15005550006, tw:{rl}:hold:ID,
+// tw:{rl}:config.
+func key(prefix string, parts ...string) string {
+	return prefix + strings.Join(parts, ":")
 }
 
 // Config returns the limiter's configuration.
@@ -174,7 +184,7 @@ func (l *Limiter) SenderRate(from string) Rate {
 
 // key is the Redis key of one limit (scope sender, recipient, call or hold).
 // Every key the limiter writes is named here.
-func (l *Limiter) key(scope, id string) string { return l.cfg.Prefix + scope + ":" + id }
+func (l *Limiter) key(scope, id string) string { return key(l.cfg.Prefix, scope, id) }
 
 func (l *Limiter) smsLimits(m Message) []limit {
 	from := l.senderKey(m.From)

@@ -319,9 +319,9 @@ func TestIdleKeysExpire(t *testing.T) {
 	f.admit(t, sms("a"))
 	f.admit(t, sms("b")) // recipient slot +6s, held
 	for key, most := range map[string]time.Duration{
-		"tw:rl:sender:" + from:  8 * time.Second,
-		"tw:rl:recipient:" + to: 13 * time.Second,
-		"tw:rl:hold:b":          ratelimit.HoldGrace + 7*time.Second,
+		"tw:{rl}:sender:" + from:  8 * time.Second,
+		"tw:{rl}:recipient:" + to: 13 * time.Second,
+		"tw:{rl}:hold:b":          ratelimit.HoldGrace + 7*time.Second,
 	} {
 		ttl := f.rdb.PTTL(bg, key).Val()
 		if ttl <= 0 || ttl > most {

@@ -12,7 +12,7 @@ import (
 // ErrNoConfig is returned by Load when no worker has published its limits.
 var ErrNoConfig = errors.New("no worker has published its rate limits yet")
 
-// published is the limits as the worker publishes them to tw:rl:config, so
+// published is the limits as the worker publishes them to tw:{rl}:config, so
 // that producers book slots with the worker's own limits and default sender.
 type published struct {
 	Sender      string            `json:"sender,omitempty"`
@@ -36,7 +36,7 @@ func parseOptional(s string) (Rate, error) {
 	return ParseRate(s)
 }
 
-// Publish writes the limiter's limits to tw:rl:config. Every worker does this
+// Publish writes the limiter's limits to tw:{rl}:config. Every worker does this
 // at start; they should share one configuration, since they share the limits.
 func (l *Limiter) Publish(ctx context.Context, rdb redis.Cmdable) error {
 	p := published{Sender: rateText(l.cfg.Sender), Recipient: rateText(l.cfg.Recipient),
@@ -48,7 +48,7 @@ func (l *Limiter) Publish(ctx context.Context, rdb redis.Cmdable) error {
 		}
 	}
 	b, _ := json.Marshal(p)
-	if err := rdb.Set(ctx, l.cfg.Prefix+"config", b, 0).Err(); err != nil {
+	if err := rdb.Set(ctx, key(l.cfg.Prefix, "config"), b, 0).Err(); err != nil {
 		return fmt.Errorf("publish rate limits: %w", err)
 	}
 	return nil
@@ -59,7 +59,7 @@ func (l *Limiter) Publish(ctx context.Context, rdb redis.Cmdable) error {
 // MaxSleep).
 func Load(ctx context.Context, rdb redis.UniversalClient, base Config) (*Limiter, error) {
 	base = base.WithDefaults()
-	b, err := rdb.Get(ctx, base.Prefix+"config").Bytes()
+	b, err := rdb.Get(ctx, key(base.Prefix, "config")).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNoConfig
 	}

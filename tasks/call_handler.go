@@ -149,19 +149,19 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		if h.Ledger != nil {
-			if err := h.Ledger.Begin(ctx, id, now); err != nil {
+			if err := h.Ledger.Begin(ctx, id, p.To, now); err != nil {
 				return err
 			}
 		}
 		call, err = h.Caller.CreateCall(ctx, params)
 		if err != nil {
 			if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
-				_ = h.Ledger.Abandon(ctx, id)
+				_ = h.Ledger.Abandon(ctx, id, p.To)
 			}
 			return callFailed(log, err, now)
 		}
 		if h.Ledger != nil {
-			if err := h.Ledger.Commit(ctx, id, call.SID); err != nil {
+			if err := h.Ledger.Commit(ctx, id, p.To, call.SID); err != nil {
 				log.Warn("could not record the placed call in the ledger", "sid", call.SID, "err", err)
 			}
 		}
@@ -251,7 +251,7 @@ func (h *CallHandler) earlierCall(ctx context.Context, log *slog.Logger, id stri
 	if h.Ledger == nil || id == "" {
 		return nil, nil
 	}
-	e, err := h.Ledger.Get(ctx, id)
+	e, err := h.Ledger.Get(ctx, id, p.To)
 	if err != nil {
 		return nil, err
 	}

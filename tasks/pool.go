@@ -35,11 +35,11 @@ type holder interface {
 // recordedSender returns the pool number an earlier run of the task chose
 // and must keep (when it reached Twilio, may have, or is still in rotation),
 // and the sender recorded at all, which a new choice replaces.
-func (h *SMSHandler) recordedSender(ctx context.Context, id string) (keep, recorded string, err error) {
+func (h *SMSHandler) recordedSender(ctx context.Context, id, to string) (keep, recorded string, err error) {
 	if h.Ledger == nil || id == "" {
 		return "", "", nil
 	}
-	e, err := h.Ledger.Get(ctx, id)
+	e, err := h.Ledger.Get(ctx, id, to)
 	if err != nil {
 		return "", "", err
 	}
@@ -104,7 +104,7 @@ func (h *SMSHandler) chooseSender(ctx context.Context, log *slog.Logger, id, rec
 		return "", err
 	}
 	if h.Ledger != nil && id != "" {
-		if from, err = h.Ledger.SetFrom(ctx, id, recorded, from); err != nil {
+		if from, err = h.Ledger.SetFrom(ctx, id, p.To, recorded, from); err != nil {
 			return "", err
 		}
 	}

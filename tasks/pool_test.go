@@ -47,7 +47,7 @@ func TestPooledMessageGoesAroundRefusedNumbers(t *testing.T) {
 		if err := json.Unmarshal(info.Result, &res); err != nil || info.State != asynq.TaskStateCompleted || res.MessageSID == "" {
 			t.Fatalf("task %d: %s %q %s", i, info.State, info.LastErr, info.Result)
 		}
-		if e, err := h.ledger.Get(bg, id); err != nil || e.From != goodFrom || e.SID != res.MessageSID {
+		if e, err := h.ledger.Get(bg, id, fmt.Sprintf("+1415555%04d", i)); err != nil || e.From != goodFrom || e.SID != res.MessageSID {
 			t.Errorf("ledger of task %d: %+v %v; want from %s, sid %s", i, e, err, goodFrom, res.MessageSID)
 		}
 	}
@@ -77,10 +77,10 @@ func TestPooledMessageKeepsItsNumberToReconcile(t *testing.T) {
 	// An earlier run chose goodFrom, began its attempt and lost the answer:
 	// Twilio has the message.
 	const id = "lost-answer"
-	if err := h.ledger.Begin(bg, id, time.Now()); err != nil {
+	if err := h.ledger.Begin(bg, id, to, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ledger.SetFrom(bg, id, "", goodFrom); err != nil {
+	if _, err := h.ledger.SetFrom(bg, id, to, "", goodFrom); err != nil {
 		t.Fatal(err)
 	}
 	sent, err := h.tw.SendSMS(bg, twilioapi.SendParams{To: to, From: goodFrom, Body: body})

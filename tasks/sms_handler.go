@@ -108,7 +108,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	// reconciliation matches); a first choice is made at the slot, below.
 	pooled, recorded := h.pooled(p), ""
 	if pooled {
-		if p.From, recorded, err = h.recordedSender(ctx, id); err != nil {
+		if p.From, recorded, err = h.recordedSender(ctx, id, p.To); err != nil {
 			return err
 		}
 		journalOf(ctx).entry.From = p.From
@@ -180,7 +180,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		params.ValidityPeriod = p.ExpiresAt.Sub(now)
 	}
 	if h.Ledger != nil {
-		if err := h.Ledger.Begin(ctx, id, now); err != nil {
+		if err := h.Ledger.Begin(ctx, id, p.To, now); err != nil {
 			return err // without the record a crash could send twice: retry
 		}
 	}
@@ -193,7 +193,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		if h.Ledger != nil && twilioapi.ClassOf(err) != twilioapi.ClassAmbiguous {
 			// Twilio answered: nothing was created.
-			if aerr := h.Ledger.Abandon(ctx, id); aerr != nil {
+			if aerr := h.Ledger.Abandon(ctx, id, p.To); aerr != nil {
 				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
 			}
 		}
@@ -205,7 +205,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		return h.failed(ctx, log, p, now, err)
 	}
 	if h.Ledger != nil {
-		if err := h.Ledger.Commit(ctx, id, msg.SID); err != nil {
+		if err := h.Ledger.Commit(ctx, id, p.To, msg.SID); err != nil {
 			// The message went. A re-run reconciles and finds it.
 			log.Warn("could not record the sent message in the ledger", "sid", msg.SID, "err", err)
 		}
@@ -272,7 +272,7 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 	if h.Ledger == nil || id == "" {
 		return nil, nil
 	}
-	e, err := h.Ledger.Get(ctx, id)
+	e, err := h.Ledger.Get(ctx, id, p.To)
 	if err != nil {
 		return nil, err
 	}

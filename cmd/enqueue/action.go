@@ -70,6 +70,10 @@ func cmdAction(args []string, e env) error {
 	case httpapi.ActionGetCallStatus:
 		return cmdCallStatus([]string{a.CallSID}, e)
 	case httpapi.ActionSendBulkSMS:
+		dur, err := durability(e)
+		if err != nil {
+			return err
+		}
 		rdb, err := redisClient(e)
 		if err != nil {
 			return err
@@ -77,7 +81,7 @@ func cmdAction(args []string, e env) error {
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Rules: r}, a.Bulk)
+		sum, err := campaign.Submit(ctx, campaign.Deps{Redis: rdb, Durability: dur, Rules: r}, a.Bulk)
 		switch {
 		case errors.Is(err, campaign.ErrCanceled):
 			return inputError{err}

@@ -46,6 +46,10 @@ func cmdBulk(args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	dur, err := durability(e)
+	if err != nil {
+		return err
+	}
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err
@@ -53,7 +57,7 @@ func cmdBulk(args []string, e env) error {
 	defer rdb.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	d := campaign.Deps{Redis: rdb, Rules: r, Workers: workers, Progress: func(p campaign.Progress) {
+	d := campaign.Deps{Redis: rdb, Durability: dur, Rules: r, Workers: workers, Progress: func(p campaign.Progress) {
 		fmt.Fprintf(e.stderr, "bulk %s: read %d, enqueued %d, already queued %d, duplicates %d, invalid %d, opted out %d\n",
 			req.Campaign, p.Read, p.Enqueued, p.AlreadyQueued, p.Duplicates, p.Invalid, p.OptedOut)
 	}}

@@ -54,6 +54,10 @@ func enqueueTask(e env, task *asynq.Task, id, to string) error {
 // unique per queue only, so a given id is first looked up in every queue:
 // the same --id with another --queue still names the one task.
 func enqueueWith(e env, taskType, id, to string, submit func(context.Context, redis.UniversalClient, *asynq.Client) (*asynq.TaskInfo, error)) error {
+	dur, err := durability(e)
+	if err != nil {
+		return err
+	}
 	rdb, err := redisClient(e)
 	if err != nil {
 		return err
@@ -65,6 +69,9 @@ func enqueueWith(e env, taskType, id, to string, submit func(context.Context, re
 		info, err := tasks.Find(asynq.NewInspectorFromRedisClient(rdb), id)
 		if err != nil {
 			return err
+		}
+		if err := dur.ConfirmTask(ctx, rdb, info.Queue, info.ID); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
 		}
 		return printJSON(e.stdout, enqueued{TaskID: info.ID, Queue: info.Queue, To: to, Existing: true})
 	}
@@ -81,6 +88,9 @@ func enqueueWith(e env, taskType, id, to string, submit func(context.Context, re
 		return nil
 	}
 	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	if err := dur.ConfirmTask(ctx, rdb, info.Queue, info.ID); err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	channel := "voice"

@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -51,7 +52,10 @@ Examples:
   enqueue campaign status incident-42
 
 Environment:
-  REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0)
+  REDIS_URL       Redis the worker uses (default redis://127.0.0.1:6379/0; also rediss://,
+                  redis-sentinel://h:p,…?master=M, redis-cluster://h:p,…, rediss-cluster://)
+  REDIS_WAIT_REPLICAS  replicas that must confirm a task before it is printed (default 0);
+                  unconfirmed: exit 1, retry with the same --id
   MAX_SEGMENTS    longest body in SMS segments (default 10)
   DEFAULT_REGION  region for national numbers such as (415) 555-1234, e.g. US (default: refuse them)
   RESULT_TTL      how long a task's result is kept (default 24h)
@@ -176,16 +180,43 @@ func rules(e env) (tasks.Rules, error) {
 	return r.WithDefaults(), nil
 }
 
+// redisClient connects to REDIS_URL and checks the deployment is what the
+// URL says: a mismatch is bad input (exit 2), no answer an infrastructure
+// failure (exit 1).
 func redisClient(e env) (redis.UniversalClient, error) {
 	u := strings.TrimSpace(e.getenv("REDIS_URL"))
 	if u == "" {
 		u = "redis://127.0.0.1:6379/0"
 	}
-	opt, err := asynq.ParseRedisURI(u)
+	c, err := redisconn.Parse(u)
 	if err != nil {
-		return nil, badInput("REDIS_URL: must be a redis://, rediss:// or redis-sentinel:// URL")
+		return nil, badInput("REDIS_URL: %v", err)
 	}
-	return opt.MakeRedisClient().(redis.UniversalClient), nil
+	rdb := c.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := redisconn.Check(ctx, c, rdb); err != nil {
+		rdb.Close()
+		if errors.Is(err, redisconn.ErrUnreachable) {
+			return nil, fmt.Errorf("REDIS_URL %s: %w", c.Redacted(), err)
+		}
+		return nil, badInput("REDIS_URL %s: %v", c.Redacted(), err)
+	}
+	return rdb, nil
+}
+
+// durability reads REDIS_WAIT_REPLICAS: how many replicas must confirm an
+// enqueue before it is printed.
+func durability(e env) (redisconn.Durability, error) {
+	v := strings.TrimSpace(e.getenv("REDIS_WAIT_REPLICAS"))
+	if v == "" {
+		return redisconn.Durability{}, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 100 {
+		return redisconn.Durability{}, badInput("REDIS_WAIT_REPLICAS: must be a whole number from 0 to 100")
+	}
+	return redisconn.Durability{Replicas: n}, nil
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -14,8 +14,8 @@ import (
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
-const optoutUsage = `enqueue optout: the do-not-contact lists (tw:optout:sms, tw:optout:voice).
-enqueue consent: the marketing consents (tw:consent:sms, tw:consent:voice), same subcommands.
+const optoutUsage = `enqueue optout: the do-not-contact lists (tw:{optout}:optout:sms, …:voice).
+enqueue consent: the marketing consents (tw:{optout}:consent:sms, …:voice), same subcommands.
 
 Usage:
   enqueue optout add     [--channel sms|voice|all] NUMBER...   opt out (one JSON line per number)

@@ -12,11 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/pool"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
@@ -52,7 +51,8 @@ type variable struct {
 }
 
 var variables = []variable{
-	{"REDIS_URL", "", "Redis: redis://, rediss:// or redis-sentinel:// URL (default " + RedisURLDefault + "; when unset and nothing answers there, an embedded in-memory Redis is started)"},
+	{"REDIS_URL", "", "Redis: " + redisconn.Schemes + " URL (default " + RedisURLDefault + "; when unset and nothing answers there, an embedded in-memory Redis is started)"},
+	{"REDIS_WAIT_REPLICAS", "0", "replicas (Redis WAIT) that must confirm the ledger's claim before each Twilio request and every enqueue before it is acknowledged; 0: none"},
 	{twilioapi.EnvAccountSID, "", "Twilio account SID (unset: the built-in simulator is used and nothing real is sent)"},
 	{twilioapi.EnvAuthToken, "", "Twilio auth token"},
 	{twilioapi.EnvAPIKey, "", "Twilio API key SID (SK…), instead of the auth token"},
@@ -81,7 +81,7 @@ var variables = []variable{
 	{"TWILIO_MAX_CONCURRENT", strconv.Itoa(TwilioMaxConcurrentDefault), "requests to Twilio in flight at once from this worker"},
 	{"MAX_SEGMENTS", strconv.Itoa(tasks.MaxSegmentsDefault), "longer bodies are refused"},
 	{"QUIET_HOURS", QuietHoursDefault, "recipient-local window in which marketing is deferred (HH:MM-HH:MM; 00:00-00:00: off)"},
-	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:consent:sms)"},
+	{"MARKETING_REQUIRES_CONSENT", "false", "send marketing only to numbers with recorded consent (tw:{optout}:consent:sms)"},
 	{"HELP_TEXT", "", "reply to HELP/INFO on /twilio/inbound (default: a short notice with STOP/START instructions)"},
 	{"RESULT_TTL", tasks.ResultTTLDefault.String(), "how long task results are kept"},
 	{"DEFAULT_REGION", "", "ISO region for national numbers without +CC, e.g. US (unset: refused)"},
@@ -204,6 +204,8 @@ type VAPIConfig struct {
 type Config struct {
 	RedisURL         string
 	RedisURLSet      bool // REDIS_URL given: never fall back to an embedded Redis
+	Redis            redisconn.Conn
+	Durability       redisconn.Durability // REDIS_WAIT_REPLICAS
 	Twilio           twilioapi.Config
 	HTTPAddr         string
 	APIToken         twilioapi.Secret
@@ -282,8 +284,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if !c.RedisURLSet {
 		c.RedisURL = RedisURLDefault
 	}
-	if _, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
-		bad("REDIS_URL", "must be a redis://, rediss:// or redis-sentinel:// URL")
+	var perr error
+	if c.Redis, perr = redisconn.Parse(c.RedisURL); perr != nil {
+		bad("REDIS_URL", "%v", perr)
+	}
+	if c.Durability.Replicas, perr = strconv.Atoi(get("REDIS_WAIT_REPLICAS")); perr != nil || c.Durability.Replicas < 0 || c.Durability.Replicas > 100 {
+		bad("REDIS_WAIT_REPLICAS", "must be a whole number from 0 to 100")
 	}
 
 	tw, err := twilioapi.ConfigFromEnv(env)

@@ -13,7 +13,7 @@ import (
 )
 
 // newLimiter builds the shared rate limiter from the configuration and
-// publishes its limits to Redis (tw:rl:config), where producers (enqueue,
+// publishes its limits to Redis (tw:{rl}:config), where producers (enqueue,
 // the HTTP API) read them to book each message's slot at enqueue time.
 func newLimiter(ctx context.Context, rdb redis.UniversalClient, cfg Config, tw twilioapi.Config, log *slog.Logger) (*ratelimit.Limiter, error) {
 	defaultFrom := tw.PhoneNumber

@@ -34,6 +34,8 @@ import (
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
 	"github.com/sbagenthub/twilio-worker/httpapi"
+	"github.com/sbagenthub/twilio-worker/internal/keymigrate"
+	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -77,18 +79,40 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("worker stopped", "err", err)
+		var ce configError
+		if errors.As(err, &ce) {
+			return 2
+		}
 		return 1
 	}
 	log.Info("worker stopped")
 	return 0
 }
 
+// configError is a start-up failure the configuration causes (REDIS_URL
+// names a deployment it is not): exit status 2.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	rdb, closeRedis, err := connectRedis(ctx, cfg, log)
+	rdb, embedded, closeRedis, err := connectRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
+	legacyLedger := false
+	if !embedded {
+		rep, err := keymigrate.Run(ctx, rdb)
+		if err != nil {
+			return fmt.Errorf("move keys to the tagged layout: %w", err)
+		}
+		if rep.Moved+rep.Merged > 0 || rep.LegacyLedger > 0 {
+			log.Info("moved keys to the hash-tagged layout (docs/keys.md)", "moved", rep.Moved, "merged", rep.Merged,
+				"legacyLedger", rep.LegacyLedger)
+		}
+		legacyLedger = rep.LegacyLedger > 0
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -142,7 +166,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	optouts := optout.NewStore(rdb).WithLog(commLog)
 	records := calls.NewStore(rdb)
-	sends := ledger.New(rdb)
+	sends := ledger.New(rdb).WithDurability(cfg.Durability).ReadLegacy(legacyLedger)
 	producer := asynq.NewClientFromRedisClient(rdb)
 	tracker := &tasks.Tracker{
 		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: producer, Rules: cfg.Rules, Polling: cfg.Polling,
@@ -193,7 +217,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		Redis: rdb, Durability: cfg.Durability, Client: producer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Booker: pool.WithPool(limiter, senders), Pool: senders, Log: commLog, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
@@ -248,32 +272,32 @@ func startHTTP(addr string, h http.Handler, log *slog.Logger) (*http.Server, err
 	return srv, nil
 }
 
-// connectRedis connects to REDIS_URL. When REDIS_URL is unset and nothing
-// answers at the default address, it starts an embedded in-memory Redis there.
-func connectRedis(ctx context.Context, cfg Config, log *slog.Logger) (redis.UniversalClient, func(), error) {
-	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err = rdb.Ping(pingCtx).Err()
-	cancel()
+// connectRedis connects to REDIS_URL and checks that the deployment is what
+// the URL says (redisconn.Check): a mismatch is a configError. When
+// REDIS_URL is unset and nothing answers at the default address, it starts an
+// embedded in-memory Redis there (embedded is then true).
+func connectRedis(ctx context.Context, cfg Config, log *slog.Logger) (rdb redis.UniversalClient, embedded bool, closeFn func(), err error) {
+	rdb = cfg.Redis.Client()
+	err = redisconn.Check(ctx, cfg.Redis, rdb)
 	if err == nil {
-		return rdb, func() { _ = rdb.Close() }, nil
+		log.Info("redis connected", "kind", cfg.Redis.Kind, "url", cfg.Redis.Redacted(), "waitReplicas", cfg.Durability.Replicas)
+		return rdb, false, func() { _ = rdb.Close() }, nil
 	}
 	_ = rdb.Close()
-	if cfg.RedisURLSet {
-		return nil, nil, fmt.Errorf("REDIS_URL: no Redis answers: %w", err)
+	if !errors.Is(err, redisconn.ErrUnreachable) {
+		return nil, false, nil, configError{fmt.Errorf("REDIS_URL %s: %w", cfg.Redis.Redacted(), err)}
 	}
-	addr, stopRedis, err := startEmbeddedRedis(opt)
+	if cfg.RedisURLSet {
+		return nil, false, nil, fmt.Errorf("REDIS_URL %s: %w", cfg.Redis.Redacted(), err)
+	}
+	addr, stopRedis, err := startEmbeddedRedis(cfg.Redis.Opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("no Redis at %s and the embedded one could not start: %w", RedisURLDefault, err)
+		return nil, false, nil, fmt.Errorf("no Redis at %s and the embedded one could not start: %w", RedisURLDefault, err)
 	}
 	log.Warn("LOCAL MODE: no Redis answered, so an embedded in-memory Redis is running at "+addr+
 		"; its data is lost when the worker exits. Set REDIS_URL for a real one.", "addr", addr)
-	rdb = opt.MakeRedisClient().(redis.UniversalClient)
-	return rdb, func() { _ = rdb.Close(); stopRedis() }, nil
+	rdb = cfg.Redis.Client()
+	return rdb, true, func() { _ = rdb.Close(); stopRedis() }, nil
 }
 
 // startEmbeddedRedis starts miniredis at the address REDIS_URL defaults to,

@@ -100,6 +100,7 @@ type Server struct {
 	bin  string
 	dir  string
 	args []string
+	argv func(port string) []string // replaces the default command line
 
 	mr *miniredis.Miniredis // KindMiniredis
 
@@ -128,7 +129,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 		return startMiniredis(t)
 	}
-	s := &Server{kind: KindRedisServer, bin: bin, dir: t.TempDir(), args: c.args}
+	return startProcess(t, bin, c.args, nil)
+}
+
+// startProcess runs a private redis-server with args; argv, when not nil,
+// replaces the default command line (it is given the port).
+func startProcess(t testing.TB, bin string, args []string, argv func(port string) []string) *Server {
+	t.Helper()
+	s := &Server{kind: KindRedisServer, bin: bin, dir: t.TempDir(), args: args, argv: argv}
 	t.Cleanup(func() {
 		s.closeClients()
 		s.mu.Lock()
@@ -344,6 +352,9 @@ func (s *Server) launch() error {
 		"--daemonize", "no",
 		"--logfile", "",
 	}, s.args...)
+	if s.argv != nil {
+		args = s.argv(port)
+	}
 	cmd := exec.Command(s.bin, args...)
 	log := &logBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
