@@ -45,7 +45,7 @@ func (h *CallHandler) placeAgentCall(ctx context.Context, t *asynq.Task, log *sl
 			return err
 		}
 		if h.Ledger != nil {
-			if err := h.Ledger.Begin(ctx, id, now); err != nil {
+			if err := h.Ledger.Begin(ctx, id, p.To, now); err != nil {
 				return err
 			}
 		}
@@ -53,7 +53,7 @@ func (h *CallHandler) placeAgentCall(ctx context.Context, t *asynq.Task, log *sl
 		if err != nil {
 			refused := vapi.IsRefused(err)
 			if h.Ledger != nil && refused {
-				_ = h.Ledger.Abandon(ctx, id)
+				_ = h.Ledger.Abandon(ctx, id, p.To)
 			}
 			if refused {
 				log.Warn("call refused by VAPI", "err", err)
@@ -65,7 +65,7 @@ func (h *CallHandler) placeAgentCall(ctx context.Context, t *asynq.Task, log *sl
 			return fmt.Errorf("create call: %w", err)
 		}
 		if h.Ledger != nil {
-			if err := h.Ledger.Commit(ctx, id, call.ID); err != nil {
+			if err := h.Ledger.Commit(ctx, id, p.To, call.ID); err != nil {
 				log.Warn("could not record the placed call in the ledger", "id", call.ID, "err", err)
 			}
 		}
@@ -111,7 +111,7 @@ func (h *CallHandler) earlierAgentCall(ctx context.Context, log *slog.Logger, id
 	if h.Ledger == nil || id == "" {
 		return nil, nil
 	}
-	e, err := h.Ledger.Get(ctx, id)
+	e, err := h.Ledger.Get(ctx, id, p.To)
 	if err != nil {
 		return nil, err
 	}
