@@ -26,10 +26,16 @@ const RecordTTL = 30 * 24 * time.Hour
 // StatusUnknown is recorded when a call could not be followed to its end.
 const StatusUnknown = "unknown"
 
-// rank orders statuses: an update to a lower rank is ignored.
+// StatusEnded is the final status of a call a VAPI assistant conducts
+// (VAPI's statuses are scheduled, queued, ringing, in-progress, forwarding
+// and ended; the reason is in EndedReason).
+const StatusEnded = "ended"
+
+// rank orders statuses, Twilio's and VAPI's: an update to a lower rank is
+// ignored.
 var rank = map[string]int{
-	"queued": 1, "initiated": 2, "ringing": 3, "in-progress": 4,
-	"completed": 9, "busy": 9, "failed": 9, "no-answer": 9, "canceled": 9, StatusUnknown: 8,
+	"scheduled": 1, "queued": 1, "initiated": 2, "ringing": 3, "in-progress": 4, "forwarding": 5,
+	"completed": 9, "busy": 9, "failed": 9, "no-answer": 9, "canceled": 9, StatusEnded: 9, StatusUnknown: 8,
 }
 
 // Terminal reports whether status is final.
@@ -39,8 +45,14 @@ func Terminal(status string) bool { return rank[status] == 9 || status == Status
 type Change struct {
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
-	Source string    `json:"source"` // "create", "poll", "callback", "timeout"
+	Source string    `json:"source"` // "create", "poll", "callback", "timeout", "vapi"
 }
+
+// Providers of a call.
+const (
+	ProviderTwilio = "twilio"
+	ProviderVAPI   = "vapi"
+)
 
 // Record is what is known of a call.
 type Record struct {
@@ -56,6 +68,19 @@ type Record struct {
 	TaskID     string     `json:"taskId,omitempty"`
 	Polls      int        `json:"polls"`
 	History    []Change   `json:"history"`
+
+	// Provider is who placed the call: ProviderTwilio (empty in records
+	// written before VAPI) or ProviderVAPI, whose calls are keyed by their
+	// VAPI call id.
+	Provider string `json:"provider,omitempty"`
+	// Linked is the call's id at the other provider: the Twilio CallSid of a
+	// VAPI call (phoneCallProviderId), or the VAPI call id of a Twilio call
+	// an assistant takes part in.
+	Linked      string   `json:"linked,omitempty"`
+	AssistantID string   `json:"assistantId,omitempty"`
+	ControlURL  string   `json:"controlUrl,omitempty"` // VAPI's live call control (monitor.controlUrl)
+	EndedReason string   `json:"endedReason,omitempty"`
+	Cost        *float64 `json:"cost,omitempty"` // USD, as VAPI reports it
 }
 
 // Terminal reports whether the recorded status is final.
@@ -70,6 +95,14 @@ type Update struct {
 	AnsweredBy string
 	StartTime  time.Time
 	EndTime    time.Time
+	// TaskID names the task that placed the call, when the record was made
+	// before it knew (a status update that came first).
+	TaskID string
+	// VAPI's details; empty fields change nothing.
+	EndedReason string
+	Cost        *float64
+	Linked      string
+	ControlURL  string
 }
 
 func key(sid string) string { return "tw:call:" + sid }
@@ -233,6 +266,21 @@ func (s *Store) Apply(ctx context.Context, sid string, u Update) (*Record, bool,
 		if !u.EndTime.IsZero() && r.EndTime == nil {
 			t := u.EndTime.UTC()
 			r.EndTime = &t
+		}
+		if u.EndedReason != "" && r.EndedReason == "" {
+			r.EndedReason = u.EndedReason
+		}
+		if u.Cost != nil {
+			r.Cost = u.Cost
+		}
+		if u.TaskID != "" && r.TaskID == "" {
+			r.TaskID = u.TaskID
+		}
+		if u.Linked != "" && r.Linked == "" {
+			r.Linked = u.Linked
+		}
+		if u.ControlURL != "" && r.ControlURL == "" {
+			r.ControlURL = u.ControlURL
 		}
 		if u.Source == "poll" {
 			r.Polls++

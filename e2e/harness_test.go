@@ -26,7 +26,7 @@ import (
 )
 
 // bin holds the binaries built once for the package.
-var bin struct{ worker, enqueue, twiliosim string }
+var bin struct{ worker, enqueue, twiliosim, vapisim string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "twilio-worker-e2e")
@@ -38,13 +38,14 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	cmd := exec.Command("go", append(args, "../cmd/worker", "../cmd/enqueue", "../cmd/twiliosim")...)
+	cmd := exec.Command("go", append(args, "../cmd/worker", "../cmd/enqueue", "../cmd/twiliosim", "../cmd/vapisim")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
 	bin.worker, bin.enqueue, bin.twiliosim = filepath.Join(dir, "worker"), filepath.Join(dir, "enqueue"), filepath.Join(dir, "twiliosim")
+	bin.vapisim = filepath.Join(dir, "vapisim")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -120,7 +121,7 @@ func baseEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "TWILIO_") || k == "REDIS_URL" || k == "HTTP_ADDR" || k == "PUBLIC_URL" || k == "API_TOKEN" {
+		if strings.HasPrefix(k, "TWILIO_") || strings.HasPrefix(k, "VAPI_") || k == "REDIS_URL" || k == "HTTP_ADDR" || k == "PUBLIC_URL" || k == "API_TOKEN" {
 			continue
 		}
 		env = append(env, kv)

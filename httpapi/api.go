@@ -15,6 +15,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 // Limits of the agent hub's API.
@@ -93,6 +94,18 @@ func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.Name == producer.ActionMakeCall && s.Calls == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "makeCall is not available in this worker")
+		return
+	}
+	if a.Name == producer.ActionMakeCall && (a.Call.AssistantID != "" || a.Call.Agent) && s.Agents == nil {
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, "assistantId", "assistantId: VAPI is not configured on this worker (VAPI_API_KEY)")
+		return
+	}
+	switch a.Name { // either provider's calls (vapi.go)
+	case producer.ActionGetCallStatus:
+		s.callStatus(w, r, a.CallSID)
+		return
+	case producer.ActionHangupCall:
+		s.hangupCall(w, r, a.CallSID)
 		return
 	}
 	ctx := r.Context()
@@ -304,5 +317,47 @@ func writeTaskError(w http.ResponseWriter, err error, s *Server) {
 	default:
 		s.logger().Error("HTTP API", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "", "internal error; it has been logged")
+	}
+}
+
+// callStatus answers getCallStatus.
+func (s *Server) callStatus(w http.ResponseWriter, r *http.Request, sid string) {
+	if s.Calls == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "getCallStatus is not available in this worker")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callStatusTimeout)
+	defer cancel()
+	v, err := s.lookupCall(ctx, sid)
+	s.answerCall(w, v, err)
+}
+
+// hangupCall answers hangupCall.
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, sid string) {
+	if s.Calls == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "action", "hangupCall is not available in this worker")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callStatusTimeout)
+	defer cancel()
+	v, err := s.hangup(ctx, sid)
+	s.answerCall(w, v, err)
+}
+
+// answerCall answers getCallStatus and hangupCall.
+func (s *Server) answerCall(w http.ResponseWriter, v tasks.CallState, err error) {
+	var tw *twilioapi.Error
+	var ve *vapi.Error
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, calls.ErrNotFound) || (errors.As(err, &tw) && tw.Class == twilioapi.ClassNotFound) || vapi.IsNotFound(err):
+		writeError(w, http.StatusNotFound, "not_found", "callSid", "no such call")
+	case errors.Is(err, tasks.ErrNoProvider):
+		writeError(w, http.StatusUnprocessableEntity, producer.CodeInvalidField, "callSid", "callSid: "+err.Error())
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadGateway, "vapi_error", "", ve.Error())
+	default:
+		writeTaskError(w, err, s)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 // Server holds what the handlers need. Fields left nil disable the routes
@@ -64,6 +65,12 @@ type Server struct {
 	// Guard is the fraud guard: /v1/fraud/… manages it (fraud.go); the
 	// Producer's Guard refuses at enqueue. nil: neither.
 	Guard *fraud.Guard
+
+	// VAPI is the Server URL's handler (POST /vapi/server); its Actions
+	// default to this server's. Agents reaches VAPI for the calls an
+	// assistant conducts. nil: no VAPI.
+	VAPI   *vapi.Handler
+	Agents tasks.AgentCaller
 
 	once sync.Once
 }
@@ -109,6 +116,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeCampaigns(mux) // /v1/campaigns (campaigns.go)
 	s.routeFraud(mux)     // /v1/fraud/… (fraud.go)
 	s.poolRoutes(mux)     // /v1/pool (pool.go)
+	s.routeVAPI(mux)      // /vapi/server (vapi.go)
 	return s.middleware(mux)
 }
 

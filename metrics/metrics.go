@@ -22,6 +22,7 @@ type Metrics struct {
 	RateLimitDefers *prometheus.CounterVec   // ratelimit_deferred_total{scope}
 	Calls           *prometheus.CounterVec   // calls_total{status}
 	FraudBlocks     *prometheus.CounterVec   // fraud_blocked_total{reason,country}
+	VAPIToolCalls   *prometheus.CounterVec   // vapi_tool_calls_total{tool,outcome}
 }
 
 // New creates the collectors and registers them with reg (when not nil).
@@ -44,10 +45,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "calls_total", Help: "Calls by final status."}, []string{"status"}),
 		FraudBlocks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
 			Name: "fraud_blocked_total", Help: "Messages and calls the fraud guard refused, by reason (country, number_type, prefix_rate, country_segments, twilio) and destination country."}, []string{"reason", "country"}),
+		VAPIToolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace,
+			Name: "vapi_tool_calls_total", Help: "VAPI assistants' tool calls by tool and outcome (done, queued, error)."}, []string{"tool", "outcome"}),
 	}
 	m.initKnownLabels()
 	if reg != nil {
-		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls, m.FraudBlocks)
+		reg.MustRegister(m.TaskRuns, m.SMSSent, m.SMSSkipped, m.TwilioRequests, m.TwilioDuration, m.RateLimitDefers, m.Calls, m.FraudBlocks, m.VAPIToolCalls)
 	}
 	return m
 }
@@ -99,6 +102,14 @@ func (m *Metrics) ObserveTwilio(op, outcome string, took time.Duration) {
 	if m != nil {
 		m.TwilioRequests.WithLabelValues(op, outcome).Inc()
 		m.TwilioDuration.WithLabelValues(op).Observe(took.Seconds())
+	}
+}
+
+// VAPIToolCall counts one tool call of a VAPI assistant; it fits
+// vapi.Handler.Observe.
+func (m *Metrics) VAPIToolCall(tool, outcome string) {
+	if m != nil {
+		m.VAPIToolCalls.WithLabelValues(tool, outcome).Inc()
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sbagenthub/twilio-worker/calls"
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/tasks"
-	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 // The agent hub's action names (the seed's "Available Actions").
@@ -23,6 +23,7 @@ const (
 	ActionMakeCall      = "makeCall"
 	ActionGetCallStatus = "getCallStatus"
 	ActionSendBulkSMS   = "sendBulkSMS"
+	ActionHangupCall    = "hangupCall"
 )
 
 // Codes of ActionError, also the "code" of the HTTP error answer.
@@ -45,7 +46,7 @@ type Action struct {
 	SendAt  time.Time
 	SMS     tasks.SMSPayload  // sendSMS
 	Call    tasks.CallPayload // makeCall
-	CallSID string            // getCallStatus
+	CallSID string            // getCallStatus, hangupCall: a Twilio CallSid or a VAPI call id
 	Bulk    campaign.Request  // sendBulkSMS
 	// Args is the raw "arguments" member, for actions registered with Handle.
 	Args json.RawMessage
@@ -98,9 +99,12 @@ var actionArgs = map[string]map[string]argSpec{
 	ActionMakeCall: {
 		"to": {kindString, true}, "from": {kindString, false}, "url": {kindString, false},
 		"twiml": {kindString, false}, "say": {kindString, false}, "record": {kindBool, false},
-		"priority": {kindString, false}, "sendAt": {kindString, false},
+		"priority": {kindString, false}, "sendAt": {kindString, false}, "assistantId": {kindString, false}, "agent": {kindBool, false},
 	},
 	ActionGetCallStatus: {
+		"callSid": {kindString, true},
+	},
+	ActionHangupCall: {
 		"callSid": {kindString, true},
 	},
 }
@@ -144,10 +148,10 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 
 	raw, ok := env["action"]
 	if !ok || isNull(raw) {
-		return a, invalid("action", "is required: sendSMS, makeCall or getCallStatus")
+		return a, invalid("action", "is required: sendSMS, makeCall, getCallStatus or hangupCall")
 	}
 	if err := json.Unmarshal(raw, &a.Name); err != nil {
-		return a, invalid("action", "must be a string: sendSMS, makeCall or getCallStatus")
+		return a, invalid("action", "must be a string: sendSMS, makeCall, getCallStatus or hangupCall")
 	}
 	if _, ok := custom[a.Name]; ok || a.Name == ActionSendBulkSMS {
 		if !utf8.Valid(env["arguments"]) {
@@ -164,7 +168,7 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 	specs, ok := actionArgs[a.Name]
 	if !ok {
 		return a, &ActionError{Code: CodeUnknownAction, Field: "action",
-			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall, getCallStatus or sendBulkSMS", quoteShort(a.Name))}
+			Problem: fmt.Sprintf("unknown action %s; must be sendSMS, makeCall, getCallStatus, hangupCall or sendBulkSMS", quoteShort(a.Name))}
 	}
 
 	rawArgs, ok := env["arguments"]
@@ -190,7 +194,7 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 		}
 	}
 	str := map[string]string{}
-	var record bool
+	flags := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		spec := specs[name]
 		v, present := args[name]
@@ -208,9 +212,11 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 			}
 			str[name] = s
 		case kindBool:
-			if err := json.Unmarshal(v, &record); err != nil {
+			var b bool
+			if err := json.Unmarshal(v, &b); err != nil {
 				return a, invalid(name, "must be true or false")
 			}
+			flags[name] = b
 		}
 	}
 	if p, ok := str["priority"]; ok {
@@ -232,14 +238,15 @@ func decode(data []byte, custom map[string]ActionFunc) (Action, error) {
 	case ActionSendSMS:
 		a.SMS = tasks.SMSPayload{To: str["to"], Body: str["body"], From: str["from"], Class: str["class"], ValidFor: str["validFor"]}
 	case ActionMakeCall:
-		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"], Record: record}
+		a.Call = tasks.CallPayload{To: str["to"], From: str["from"], URL: str["url"], Twiml: str["twiml"], Say: str["say"],
+			Record: flags["record"], AssistantID: str["assistantId"], Agent: flags["agent"]}
 		if say, given := str["say"]; given && strings.TrimSpace(say) == "" && a.Call.URL == "" && a.Call.Twiml == "" {
 			return a, invalid("say", "is empty: give the text to read aloud")
 		}
-	case ActionGetCallStatus:
+	case ActionGetCallStatus, ActionHangupCall:
 		a.CallSID = strings.TrimSpace(str["callSid"])
-		if !twilioapi.ValidCallSID(a.CallSID) {
-			return a, invalid("callSid", "must be a call SID: CA followed by 32 lowercase hexadecimal digits")
+		if _, err := calls.CheckID(a.CallSID); err != nil {
+			return a, invalid("callSid", "%v", err)
 		}
 	}
 	return a, nil

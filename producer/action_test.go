@@ -115,3 +115,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeVAPIActions(t *testing.T) {
+	const uuid = "3f1c2a9e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+	a, err := Decode([]byte(`{"action":"hangupCall","arguments":{"callSid":"CA0123456789abcdef0123456789abcdef"}}`))
+	if err != nil || a.Name != ActionHangupCall || a.CallSID != "CA0123456789abcdef0123456789abcdef" {
+		t.Fatalf("hangupCall: %+v, %v", a, err)
+	}
+	a, err = Decode([]byte(`{"action":"getCallStatus","arguments":{"callSid":"` + uuid + `"}}`))
+	if err != nil || a.CallSID != uuid {
+		t.Fatalf("getCallStatus of a VAPI call: %+v, %v", a, err)
+	}
+	a, err = Decode([]byte(`{"action":"makeCall","arguments":{"to":"+14155551234","assistantId":"asst-1","agent":true,"record":false}}`))
+	if err != nil || a.Call.AssistantID != "asst-1" || !a.Call.Agent || a.Call.Record {
+		t.Fatalf("makeCall with an assistant: %+v, %v", a, err)
+	}
+	for _, body := range []string{
+		`{"action":"hangupCall","arguments":{"callSid":"3f1c2a9e-8b7d-4e6f-9a0b"}}`,
+		`{"action":"hangupCall","arguments":{}}`,
+		`{"action":"makeCall","arguments":{"to":"+14155551234","agent":"yes"}}`,
+	} {
+		var ae *ActionError
+		if _, err := Decode([]byte(body)); !errors.As(err, &ae) || ae.Field == "" {
+			t.Fatalf("%s: %v; want an ActionError naming the field", body, err)
+		}
+	}
+}

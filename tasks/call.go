@@ -7,13 +7,14 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/calls"
 )
 
 // Call task types.
@@ -38,7 +39,15 @@ type CallPayload struct {
 	Say    string `json:"say,omitempty"`   // text read aloud; the worker builds the TwiML
 	Record bool   `json:"record,omitempty"`
 	Source string `json:"source,omitempty"` // agent or operator, as SMSPayload.Source
+	// AssistantID makes the call one a VAPI assistant conducts: VAPI places
+	// it (from VAPI_PHONE_NUMBER_ID; From, URL, Twiml, Say and Record do not
+	// apply). Agent asks for the default assistant (VAPI_ASSISTANT_ID).
+	AssistantID string `json:"assistantId,omitempty"`
+	Agent       bool   `json:"agent,omitempty"`
 }
+
+// assistantIDPattern is what an assistant id may hold (VAPI's are UUIDs).
+var assistantIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Normalize validates p and returns it with numbers in E.164.
 func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
@@ -57,6 +66,28 @@ func (p CallPayload) Normalize(r Rules) (CallPayload, error) {
 	}
 	if err := checkSource(p.Source); err != nil {
 		return p, err
+	}
+	p.AssistantID = strings.TrimSpace(p.AssistantID)
+	if p.Agent && p.AssistantID == "" {
+		if r.AssistantID == "" {
+			return p, fieldErr("agent", "needs VAPI_ASSISTANT_ID set on the worker, or give assistantId")
+		}
+		p.AssistantID = r.AssistantID
+	}
+	if p.AssistantID != "" {
+		if !assistantIDPattern.MatchString(p.AssistantID) {
+			return p, fieldErr("assistantId", "must be a VAPI assistant id (letters, digits, '-' and '_', at most 64)")
+		}
+		for field, v := range map[string]string{"url": p.URL, "twiml": p.Twiml, "say": p.Say, "from": p.From} {
+			if strings.TrimSpace(v) != "" {
+				return p, fieldErr(field, "does not apply to a call an assistant conducts (assistantId)")
+			}
+		}
+		if p.Record {
+			return p, fieldErr("record", "does not apply to a call an assistant conducts (the assistant's settings record it)")
+		}
+		p.Agent = false
+		return p, nil
 	}
 	given := 0
 	for _, s := range []string{p.URL, p.Twiml, p.Say} {
@@ -146,12 +177,14 @@ type PollPayload struct {
 	CallSID string `json:"callSid"`
 }
 
-// Validate checks what a call:poll task is given before its SID goes into
-// a Redis key or a Twilio URL: a Twilio call SID (CA + 32 hex digits).
-// Another provider's calls (VAPI's UUIDs) are accepted here, by the kind
-// their payload names, when their poller is added.
+// Validate checks what a call:poll task is given before its id goes into
+// a Redis key or a provider's URL: a Twilio call SID (CA + 32 hex digits) or
+// a VAPI call id (a UUID), each for its own kind (calls.CheckID).
 func (p PollPayload) Validate() error {
-	return twilioapi.CheckCallSID("callSid", p.CallSID)
+	if _, err := calls.CheckID(p.CallSID); err != nil {
+		return fieldErr("callSid", "%v", err)
+	}
+	return nil
 }
 
 // PollTaskID is the task id of a call's follow-up, so it is made only once.
@@ -170,6 +203,9 @@ type CallResult struct {
 	Status      string `json:"status"`
 	DateCreated string `json:"dateCreated,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// Provider is "vapi" for a call an assistant conducts; CallSID is then
+	// VAPI's call id.
+	Provider string `json:"provider,omitempty"`
 }
 
 // CallState is the agent hub's getCallStatus answer.
@@ -181,4 +217,10 @@ type CallState struct {
 	EndTime   string `json:"endTime,omitempty"`
 	To        string `json:"to"`
 	From      string `json:"from"`
+	// A call an assistant conducts (Provider "vapi"): why it ended, what it
+	// cost (USD), and its Twilio CallSid (Linked).
+	Provider    string   `json:"provider,omitempty"`
+	EndedReason string   `json:"endedReason,omitempty"`
+	Cost        *float64 `json:"cost,omitempty"`
+	Linked      string   `json:"linked,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/calls"
+	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -90,6 +91,9 @@ type CallHandler struct {
 	Metrics        *metrics.Metrics
 	// Guard, when set, is the fraud guard (as in SMSHandler).
 	Guard Guard
+	// Agents places the calls an assistant conducts (payload assistantId);
+	// nil archives them as not configured.
+	Agents AgentCaller
 }
 
 // CallStatusEvents are the call events Twilio is asked to report.
@@ -135,6 +139,10 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 	if blocked != "" {
 		log.Warn("call refused by the fraud guard", "reason", blocked)
 		return archive("%s", blocked)
+	}
+
+	if p.AssistantID != "" {
+		return h.placeAgentCall(ctx, t, log, id, p, r)
 	}
 
 	params := twilioapi.CallParams{To: p.To, From: p.From, URL: p.URL, Twiml: p.Twiml, Record: p.Record}
@@ -323,6 +331,10 @@ type PollHandler struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
+	// Agents fetches the calls an assistant conducts (VAPI call ids); nil
+	// archives their polls.
+	Agents AgentCaller
+	Log    *commlog.Log // a call's end is recorded here; nil: not
 }
 
 // ProcessTask implements asynq.Handler.
@@ -369,6 +381,12 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 		return writeResult(t, log, StateOf(rec))
 	}
 
+	switch calls.KindOf(p.CallSID) {
+	case calls.KindVAPI:
+		return h.pollAgent(ctx, t, log, p.CallSID, rec, now, pol)
+	case calls.KindInvalid:
+		return archive("invalid payload: callSid %q is neither a Twilio call SID nor a VAPI call id", p.CallSID)
+	}
 	call, err := h.Caller.FetchCall(ctx, p.CallSID)
 	if err != nil {
 		if twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
@@ -407,6 +425,7 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 	if rec.Terminal() {
 		if became {
 			h.Metrics.Call(rec.Status)
+			h.logEnded(ctx, log, rec)
 		}
 		log.Info("call ended", "status", rec.Status, "duration", rec.Duration, "polls", rec.Polls)
 		return writeResult(t, log, StateOf(rec))
@@ -417,7 +436,11 @@ func (h *PollHandler) process(ctx context.Context, t *asynq.Task) error {
 
 // StateOf is the getCallStatus view of a record.
 func StateOf(r *calls.Record) CallState {
-	s := CallState{CallSID: r.SID, Status: r.Status, Duration: r.Duration, To: r.To, From: r.From}
+	s := CallState{CallSID: r.SID, Status: r.Status, Duration: r.Duration, To: r.To, From: r.From,
+		EndedReason: r.EndedReason, Cost: r.Cost, Linked: r.Linked}
+	if r.Provider == calls.ProviderVAPI {
+		s.Provider = r.Provider
+	}
 	if r.StartTime != nil {
 		s.StartTime = r.StartTime.UTC().Format(time.RFC3339)
 	}

@@ -60,6 +60,9 @@ type Rules struct {
 	DefaultRegion string // ISO region for national numbers; "" refuses them
 	ResultTTL     time.Duration
 	Now           func() time.Time
+	// AssistantID is VAPI_ASSISTANT_ID: the assistant of a makeCall with
+	// "agent": true; "" refuses those.
+	AssistantID string
 }
 
 // WithDefaults fills zero fields.

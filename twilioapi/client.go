@@ -363,6 +363,35 @@ func (c *Client) FetchCall(ctx context.Context, sid string) (*Call, error) {
 	return decodeCall(call), nil
 }
 
+// CallUpdate changes a live call: Status hangs it up ("canceled" before it
+// is answered, "completed" after), URL or Twiml redirect it.
+type CallUpdate struct {
+	Status string
+	URL    string
+	Twiml  string
+}
+
+// UpdateCall changes a live call (POST Calls/{Sid}).
+func (c *Client) UpdateCall(ctx context.Context, sid string, u CallUpdate) (*Call, error) {
+	params := &openapi.UpdateCallParams{}
+	if u.Status != "" {
+		params.SetStatus(u.Status)
+	}
+	if u.URL != "" {
+		params.SetUrl(u.URL)
+	}
+	if u.Twiml != "" {
+		params.SetTwiml(u.Twiml)
+	}
+	api, x := c.call(ctx)
+	start := time.Now()
+	call, err := api.UpdateCall(sid, params)
+	if err := c.finish(ctx, "update call", true, x, start, err); err != nil {
+		return nil, err
+	}
+	return decodeCall(call), nil
+}
+
 // CallListParams filters a call list. Zero fields do not filter.
 type CallListParams struct {
 	To, From     string

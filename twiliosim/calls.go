@@ -24,6 +24,7 @@ type Call struct {
 	StartTime            *time.Time `json:"startTime"`
 	EndTime              *time.Time `json:"endTime"`
 	Fetches              int        `json:"fetches"` // GET Calls/{Sid}.json so far
+	Updates              int        `json:"updates"` // POST Calls/{Sid}.json so far (hang-ups, redirects)
 	URL                  string     `json:"url"`
 	Method               string     `json:"method"`
 	Twiml                string     `json:"twiml"`
@@ -449,4 +450,78 @@ func (s *Server) Call(sid string) (Call, bool) {
 		return c.Call, true
 	}
 	return Call{}, false
+}
+
+// updateCall changes a live call (POST Calls/{Sid}): Status canceled hangs
+// up a queued or ringing call (an answered one is left alone, as on
+// Twilio), completed hangs up any live call; Url or Twiml redirects a live
+// one (21220 once it has ended).
+func (s *Server) updateCall(w http.ResponseWriter, r *http.Request, sid string) {
+	if !parseForm(w, r) {
+		return
+	}
+	status := strings.TrimSpace(r.Form.Get("Status"))
+	newURL, twiml := strings.TrimSpace(r.Form.Get("Url")), r.Form.Get("Twiml")
+	switch {
+	case status != "" && status != "canceled" && status != "completed":
+		writeTwilioError(w, badRequest(21218, "Status %q is not valid: want canceled or completed.", status))
+		return
+	case newURL != "" && checkHTTPURL(newURL) != nil:
+		writeTwilioError(w, badRequest(21205, "Url is not a valid URL: %s", newURL))
+		return
+	case len(twiml) > TwimlMaxChars:
+		writeTwilioError(w, badRequest(21232, "Twiml exceeds the %d character limit.", TwimlMaxChars))
+		return
+	case status == "" && newURL == "" && twiml == "":
+		writeTwilioError(w, badRequest(20001, "Nothing to update: give Status, Url or Twiml."))
+		return
+	}
+	s.mu.Lock()
+	c := s.calls.get(sid)
+	if c == nil {
+		s.mu.Unlock()
+		s.notFound(w, r)
+		return
+	}
+	live := c.Status == "queued" || c.Status == "ringing" || c.Status == "in-progress"
+	if !live && status == "" {
+		s.mu.Unlock()
+		writeTwilioError(w, badRequest(21220, "Call is not in-progress. Cannot redirect."))
+		return
+	}
+	now := time.Now().UTC()
+	var hooks []webhook
+	if live && (status == "completed" || (status == "canceled" && c.Status != "in-progress")) {
+		if c.Status == "in-progress" && c.StartTime != nil {
+			c.Duration = max(1, int(math.Ceil(now.Sub(*c.StartTime).Seconds())))
+		}
+		if status == "canceled" {
+			c.Status = "canceled"
+		} else {
+			c.Status = "completed"
+		}
+		c.EndTime = &now
+		if c.StartTime == nil {
+			c.StartTime = &now
+		}
+		if c.StatusCallback != "" && slices.Contains(c.StatusCallbackEvents, "completed") {
+			hooks = append(hooks, webhook{key: c.Sid, method: c.StatusCallbackMethod, url: c.StatusCallback, params: s.callCallbackParams(c, "completed", now)})
+		}
+	}
+	if live && c.Status != "canceled" && c.Status != "completed" {
+		if newURL != "" {
+			c.URL, c.Twiml = newURL, ""
+		}
+		if twiml != "" {
+			c.Twiml, c.URL = twiml, ""
+		}
+	}
+	c.Updates++
+	c.UpdatedAt = now
+	view := s.callJSON(c)
+	s.mu.Unlock()
+	for _, h := range hooks {
+		s.notify.send(h)
+	}
+	writeJSON(w, http.StatusOK, view)
 }

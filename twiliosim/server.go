@@ -321,6 +321,10 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		sid = r.PathValue("sid")
 	}
+	if r.Method == http.MethodPost && r.PathValue("collection") == "Calls" {
+		s.updateCall(w, r, sid)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, "GET")
 		return

@@ -827,3 +827,51 @@ func TestSimInbound(t *testing.T) {
 		}
 	})
 }
+
+func TestCallUpdates(t *testing.T) {
+	cfg := testConfig()
+	cfg.CallRing = time.Hour // rings until hung up
+	s := newSim(t, cfg)
+	create := func() string {
+		r := s.do(t, http.MethodPost, s.base()+"/Calls.json", url.Values{"To": {"+14155550100"}, "From": {"+15005550006"}, "Url": {"https://example.com/t"}}, s.AccountSID(), s.AuthToken())
+		var c struct{ Sid string }
+		_ = json.Unmarshal(r.body, &c)
+		return c.Sid
+	}
+	update := func(sid string, form url.Values) response {
+		return s.do(t, http.MethodPost, s.base()+"/Calls/"+sid+".json", form, s.AccountSID(), s.AuthToken())
+	}
+	waitStatus := func(sid, want string) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, _ := s.Call(sid)
+			if c.Status == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("call %s is %s; want %s", sid, c.Status, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	sid := create()
+	waitStatus(sid, "ringing")
+	if r := update(sid, url.Values{"Url": {"https://example.com/other"}}); r.status != 200 {
+		t.Fatalf("redirect: %d %s", r.status, r.body)
+	}
+	if c, _ := s.Call(sid); c.URL != "https://example.com/other" || c.Updates != 1 {
+		t.Fatalf("after redirect %+v", c)
+	}
+	if r := update(sid, url.Values{"Status": {"canceled"}}); r.status != 200 || !strings.Contains(string(r.body), `"status":"canceled"`) {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	if r := update(sid, url.Values{"Twiml": {"<Response/>"}}); r.status != 400 || !strings.Contains(string(r.body), "21220") {
+		t.Fatalf("redirect of an ended call: %d %s", r.status, r.body)
+	}
+	if r := update(sid, url.Values{"Status": {"busy"}}); r.status != 400 {
+		t.Fatalf("bad status: %d %s", r.status, r.body)
+	}
+	if r := update("CA"+strings.Repeat("0", 32), url.Values{"Status": {"completed"}}); r.status != 404 {
+		t.Fatalf("unknown call: %d", r.status)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 )
 
 func cmdCall(args []string, e env) error {
@@ -23,6 +24,8 @@ func cmdCall(args []string, e env) error {
 	fs.StringVar(&c.Twiml, "twiml", "", "inline TwiML: <Response>…</Response>")
 	fs.StringVar(&c.Say, "say", "", "text to read aloud")
 	fs.BoolVar(&c.Record, "record", false, "record the call (get consent first)")
+	fs.StringVar(&c.AssistantID, "assistant", "", "VAPI assistant id: the assistant conducts the call, placed through VAPI (instead of --url, --twiml, --say)")
+	fs.BoolVar(&c.Agent, "agent", false, "the default assistant (VAPI_ASSISTANT_ID) conducts the call")
 	fs.StringVar(&c.Queue, "queue", tasks.QueueDefault, "critical, default or bulk")
 	fs.StringVar(&c.Key, "id", "", "task id; the same id again returns the existing task")
 	fs.StringVar(&sendAt, "send-at", "", "call at this RFC 3339 time, at most 35 days ahead")
@@ -49,8 +52,8 @@ func cmdCallStatus(args []string, e env) error {
 	if fs.NArg() != 1 {
 		return badInput("call-status takes one CALL_SID")
 	}
-	if err := twilioapi.CheckCallSID("CALL_SID", fs.Arg(0)); err != nil {
-		return inputError{err}
+	if _, err := calls.CheckID(fs.Arg(0)); err != nil {
+		return inputError{fmt.Errorf("CALL_SID: %w", err)}
 	}
 	rdb, err := redisClient(e)
 	if err != nil {
@@ -66,7 +69,17 @@ func cmdCallStatus(args []string, e env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	store := calls.NewStore(rdb)
-	st, err := tasks.LookupCall(ctx, store, fetcher, fs.Arg(0))
+	var st tasks.CallState
+	if calls.KindOf(fs.Arg(0)) == calls.KindVAPI {
+		// A call an assistant conducts: VAPI is asked when VAPI_API_KEY is set.
+		var agents tasks.AgentCaller
+		if key := e.getenv("VAPI_API_KEY"); key != "" {
+			agents = &vapi.Client{BaseURL: e.getenv("VAPI_API_URL"), APIKey: twilioapi.Secret(key)}
+		}
+		st, err = tasks.LookupAgentCall(ctx, store, agents, fs.Arg(0))
+	} else {
+		st, err = tasks.LookupCall(ctx, store, fetcher, fs.Arg(0))
+	}
 	if errors.Is(err, calls.ErrNotFound) || twilioapi.ClassOf(err) == twilioapi.ClassNotFound {
 		return inputError{fmt.Errorf("call %s: no record (and Twilio has none)", fs.Arg(0))}
 	}

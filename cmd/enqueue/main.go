@@ -175,7 +175,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func rules(e env) (tasks.Rules, error) {
-	r := tasks.Rules{DefaultRegion: strings.ToUpper(strings.TrimSpace(e.getenv("DEFAULT_REGION")))}
+	r := tasks.Rules{DefaultRegion: strings.ToUpper(strings.TrimSpace(e.getenv("DEFAULT_REGION"))),
+		AssistantID: strings.TrimSpace(e.getenv("VAPI_ASSISTANT_ID"))}
 	if v := strings.TrimSpace(e.getenv("MAX_SEGMENTS")); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {

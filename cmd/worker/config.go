@@ -22,6 +22,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
+	"github.com/sbagenthub/twilio-worker/vapi"
 	"github.com/sbagenthub/twilio-worker/wake"
 )
 
@@ -97,6 +98,13 @@ var variables = []variable{
 	{"LOG_RETENTION", "720h", "how long the communications log (tw:log) keeps entries"},
 	{"LOG_MAX_ENTRIES", strconv.Itoa(commlog.MaxEntriesDefault), "the communications log keeps about this many entries at most (the oldest go first)"},
 	{"LOG_BODIES", "redact", "keep or redact message bodies in the communications log"},
+	{"VAPI_SERVER_TOKEN", "", "secret VAPI sends to /vapi/server as Bearer or X-Vapi-Secret (unset, and no VAPI_HMAC_SECRET: /vapi/server answers 403)"},
+	{"VAPI_HMAC_SECRET", "", "secret of VAPI's HMAC credential: x-signature of \"{x-timestamp}.{body}\" on /vapi/server"},
+	{"VAPI_TOOL_WAIT", vapi.ToolWaitDefault.String(), "how long a VAPI tool call waits for Twilio's acceptance before it answers queued"},
+	{"VAPI_API_KEY", "", "VAPI private key, for calls an assistant conducts (unset in local mode: the built-in VAPI simulator)"},
+	{"VAPI_API_URL", vapi.APIURLDefault, "VAPI's API base URL, e.g. http://127.0.0.1:8091 for vapisim"},
+	{"VAPI_PHONE_NUMBER_ID", "", "VAPI phone number id the assistant's calls are placed from"},
+	{"VAPI_ASSISTANT_ID", "", "assistant of a makeCall with \"agent\": true (and of inbound calls VAPI asks about)"},
 	{"PPROF_ADDR", "", "serve Go's /debug/pprof/ on this address (loopback only), for profiling; unset: off"},
 	{"ALLOWED_COUNTRIES", fraud.Variables[0][1], fraud.Variables[0][2]},
 	{"BLOCKED_COUNTRIES", fraud.Variables[1][1], fraud.Variables[1][2]},
@@ -190,6 +198,17 @@ func (s *setting) Set(v string) error {
 	return nil
 }
 
+// VAPIConfig is the VAPI part of the configuration (VAPI_*).
+type VAPIConfig struct {
+	ServerToken   twilioapi.Secret
+	HMACSecret    twilioapi.Secret
+	ToolWait      time.Duration
+	APIKey        twilioapi.Secret
+	APIURL        string
+	PhoneNumberID string
+	AssistantID   string
+}
+
 // Config is the worker's validated configuration.
 type Config struct {
 	RedisURL         string
@@ -224,6 +243,7 @@ type Config struct {
 	IdlePoll         time.Duration // 0: no wake.Gate, asynq polls every PollInterval
 	ShutdownTimeout  time.Duration
 	PprofAddr        string
+	VAPI             VAPIConfig
 	LogLevel         string
 	LogFormat        string
 }
@@ -420,6 +440,20 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.PprofAddr = get("PPROF_ADDR"); c.PprofAddr != "" && !loopback(c.PprofAddr) {
 		bad("PPROF_ADDR", "must be a loopback address such as 127.0.0.1:6060 (profiles show internals)")
 	}
+	c.VAPI = VAPIConfig{ServerToken: twilioapi.Secret(get("VAPI_SERVER_TOKEN")), HMACSecret: twilioapi.Secret(get("VAPI_HMAC_SECRET")),
+		APIKey: twilioapi.Secret(get("VAPI_API_KEY")), APIURL: strings.TrimRight(get("VAPI_API_URL"), "/"),
+		PhoneNumberID: get("VAPI_PHONE_NUMBER_ID"), AssistantID: get("VAPI_ASSISTANT_ID")}
+	c.VAPI.ToolWait = dur("VAPI_TOOL_WAIT", 0, time.Minute)
+	if u, err := url.Parse(c.VAPI.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("VAPI_API_URL", "must be an http or https URL")
+	}
+	if c.VAPI.APIKey != "" && c.VAPI.PhoneNumberID == "" {
+		bad("VAPI_PHONE_NUMBER_ID", "is required with VAPI_API_KEY: VAPI places an assistant's calls from it")
+	}
+	if c.VAPI.AssistantID != "" && !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(c.VAPI.AssistantID) {
+		bad("VAPI_ASSISTANT_ID", "must be a VAPI assistant id (letters, digits, '-' and '_')")
+	}
+	c.Rules.AssistantID = c.VAPI.AssistantID
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -44,6 +47,8 @@ import (
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
+	"github.com/sbagenthub/twilio-worker/vapi"
+	"github.com/sbagenthub/twilio-worker/vapisim"
 	"github.com/sbagenthub/twilio-worker/wake"
 )
 
@@ -52,6 +57,10 @@ import (
 const (
 	LocalSimAddr = "127.0.0.1:8089"
 	LocalFrom    = "+15005550006"
+	// LocalVAPIAddr is where the built-in VAPI simulator listens in local
+	// mode without VAPI_API_KEY; LocalVAPIPhoneNumberID its phone number id.
+	LocalVAPIAddr          = "127.0.0.1:8091"
+	LocalVAPIPhoneNumberID = "vapisim-phone-number"
 )
 
 func main() {
@@ -147,6 +156,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	agents, vapiAuth, closeVAPI, err := connectVAPI(cfg, !cfg.Twilio.HasCredentials(), log)
+	if err != nil {
+		return err
+	}
+	defer closeVAPI()
+
 	commLog := commlog.New(rdb, commlog.Config{Retention: cfg.LogRetention, MaxEntries: cfg.LogMaxEntries, KeepBodies: cfg.LogBodies})
 	metrics.ObserveLogEntries(reg, func() (int64, error) {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -174,10 +189,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
 		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
-		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard,
+		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard, Agents: agentCaller(agents),
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
-		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m,
+		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Log: commLog,
 	})
 	smsHandler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
@@ -229,6 +244,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
 		Guard:    guard,
+		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Log: commLog, ToolWait: cfg.VAPI.ToolWait,
+			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"), Observe: m.VAPIToolCall,
+			Ours: func(n string) bool {
+				return n != "" && (n == twCfg.PhoneNumber || slices.Contains(cfg.Pool.Numbers, n))
+			}},
+		Agents: agentCaller(agents),
 	}
 	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(api.Inspector)) // asynq_* queue metrics
 	if cfg.Dashboard.Disabled {
@@ -375,4 +396,58 @@ func pprofHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	return mux
+}
+
+// connectVAPI returns the VAPI client for calls an assistant conducts and
+// the Server URL's authentication. With VAPI_API_KEY it is VAPI at
+// VAPI_API_URL; in local mode without it, the built-in simulator, which
+// reports its calls to this worker's /vapi/server (with a token made up
+// for the run when neither VAPI_SERVER_TOKEN nor VAPI_HMAC_SECRET is set);
+// otherwise nil: no assistant calls.
+func connectVAPI(cfg Config, local bool, log *slog.Logger) (*vapi.Client, vapi.Auth, func(), error) {
+	auth := vapi.Auth{Token: cfg.VAPI.ServerToken, HMACSecret: cfg.VAPI.HMACSecret}
+	if cfg.VAPI.ToolWait >= 20*time.Second {
+		log.Warn("VAPI_TOOL_WAIT is at or above VAPI's default tool timeout (20 s): raise the tools' timeoutSeconds, or VAPI gives up first", "wait", cfg.VAPI.ToolWait)
+	}
+	if cfg.VAPI.APIKey != "" {
+		return &vapi.Client{BaseURL: cfg.VAPI.APIURL, APIKey: cfg.VAPI.APIKey, PhoneNumberID: cfg.VAPI.PhoneNumberID}, auth, func() {}, nil
+	}
+	if !local {
+		return nil, auth, func() {}, nil
+	}
+	if !auth.Enabled() {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		auth.Token = twilioapi.Secret(hex.EncodeToString(b[:]))
+	}
+	ln, err := net.Listen("tcp", LocalVAPIAddr)
+	if err != nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, auth, nil, fmt.Errorf("start the built-in VAPI simulator: %w", err)
+		}
+	}
+	sim := vapisim.New(vapisim.Config{ServerURL: "http://" + cfg.HTTPAddr + "/vapi/server",
+		ServerToken: auth.Token.Reveal(), HMACSecret: auth.HMACSecret.Reveal(), Logger: log.With("component", "vapisim")})
+	url := "http://" + ln.Addr().String()
+	sim.SetBaseURL(url)
+	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Warn("LOCAL MODE: no VAPI_API_KEY, so the built-in VAPI simulator at "+url+
+		" places the calls assistants conduct and sends tool calls (POST "+url+"/sim/tool-call) to /vapi/server. "+
+		"NOTHING REAL IS CALLED. Set VAPI_API_KEY and VAPI_PHONE_NUMBER_ID for VAPI.", "simulator", url)
+	closeFn := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		sim.Close()
+	}
+	return &vapi.Client{BaseURL: url, APIKey: twilioapi.Secret(vapisim.APIKeyDefault), PhoneNumberID: LocalVAPIPhoneNumberID}, auth, closeFn, nil
+}
+
+// agentCaller keeps a nil client a nil interface.
+func agentCaller(c *vapi.Client) tasks.AgentCaller {
+	if c == nil {
+		return nil
+	}
+	return c
 }
