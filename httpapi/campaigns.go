@@ -57,10 +57,12 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			writeActionError(w, err)
 			return
 		}
+		req.Source = tasks.SourceOperator // an operator's campaign: not metered as agent traffic
 		sum, err = p.SubmitCampaign(r.Context(), req, nil)
 	case "text/csv", "text/plain":
 		q := r.URL.Query()
 		req = campaign.Request{Campaign: q.Get("campaign"), Body: q.Get("body"), From: q.Get("from"), Class: q.Get("class")}
+		req.Source = tasks.SourceOperator
 		sum, err = p.SubmitCampaignFile(r.Context(), req, bytes.NewReader(raw), nil)
 	case "multipart/form-data":
 		var list []byte
@@ -73,6 +75,7 @@ func (s *Server) postCampaign(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnprocessableEntity, "invalid_field", "file", "is required: the recipient list as a file part named \"file\"")
 			return
 		}
+		req.Source = tasks.SourceOperator
 		sum, err = p.SubmitCampaignFile(r.Context(), req, bytes.NewReader(list), nil)
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/campaign"
 	"github.com/sbagenthub/twilio-worker/producer"
+	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
 // cmdBulk queues one message per recipient of a file (or stdin): enqueue
@@ -62,6 +63,7 @@ func cmdBulk(args []string, e env) error {
 		fmt.Fprintf(e.stderr, "bulk %s: read %d, enqueued %d, already queued %d, duplicates %d, invalid %d, opted out %d\n",
 			req.Campaign, p.Read, p.Enqueued, p.AlreadyQueued, p.Duplicates, p.Invalid, p.OptedOut)
 	}}
+	req.Source = tasks.SourceOperator // an operator's campaign: not metered as agent traffic
 	sum, err := prod.SubmitCampaignFile(ctx, req, in, o)
 	switch {
 	case err == nil:

@@ -37,6 +37,7 @@ func cmdCall(args []string, e env) error {
 		return err
 	}
 	return withProducer(e, func(ctx context.Context, p *producer.Producer) (producer.Result, error) {
+		c.Source = tasks.SourceOperator
 		return p.MakeCall(ctx, c)
 	})
 }

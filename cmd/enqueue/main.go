@@ -268,6 +268,7 @@ func cmdSMS(args []string, e env) error {
 		return err
 	}
 	return withProducer(e, func(ctx context.Context, p *producer.Producer) (producer.Result, error) {
+		m.Source = tasks.SourceOperator
 		return p.SendSMS(ctx, m)
 	})
 }
