@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -154,8 +155,15 @@ func (s *Store) Create(ctx context.Context, r Record) error {
 // log appends an event of the call to Comms; a failure only loses the line.
 func (s *Store) log(ctx context.Context, r *Record, event, status string, at time.Time) {
 	e := commlog.Entry{At: at, Event: event, Channel: "voice", TaskID: r.TaskID, SID: r.SID, To: r.To, From: r.From, Status: status}
-	if event == commlog.CallEnded && r.Duration > 0 {
-		e.Reason = fmt.Sprintf("duration %ds", r.Duration)
+	if event == commlog.CallEnded {
+		var why []string
+		if r.EndedReason != "" {
+			why = append(why, r.EndedReason)
+		}
+		if r.Duration > 0 {
+			why = append(why, fmt.Sprintf("duration %ds", r.Duration))
+		}
+		e.Reason = strings.Join(why, "; ")
 	}
 	_ = s.Comms.Append(ctx, e)
 }

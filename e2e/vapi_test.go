@@ -141,7 +141,7 @@ func TestVAPIToolCallTextsTheCaller(t *testing.T) {
 	}
 
 	// The opt-out list applies as everywhere: the assistant learns it was not sent.
-	if err := vs.redis.Client(t).SAdd(bg, "tw:optout:sms", "+14155550199").Err(); err != nil {
+	if err := vs.redis.Client(t).SAdd(bg, "tw:{optout}:optout:sms", "+14155550199").Err(); err != nil {
 		t.Fatal(err)
 	}
 	out := vs.toolCall(t, map[string]any{"name": "sendSMS", "id": "call_out", "customer": "+14155550199", "arguments": map[string]any{"body": "x"}})
@@ -231,7 +231,7 @@ func TestVAPIAssistantCallPlacedOnceAndFollowed(t *testing.T) {
 		t.Fatalf("VAPI calls %+v; want exactly one, the task's %s", list, res.CallSid)
 	}
 
-	poll := waitStatusWithin(t, vs.env, "call-poll:"+res.CallSid, 60)
+	poll := waitStatusWithin(t, vs.env, "call-poll~"+res.CallSid, 60)
 	if poll.State != "completed" || !strings.Contains(string(poll.Result), `"status":"ended"`) {
 		t.Fatalf("poll %+v %s", poll, poll.Result)
 	}
@@ -324,7 +324,7 @@ func TestVAPIHangupEndsRingingCalls(t *testing.T) {
 	if c := simCalls(t, vs.simURL)[sid]; c.Status != "canceled" {
 		t.Fatalf("simulator's call %+v; want canceled", c)
 	}
-	poll := waitStatusWithin(t, vs.env, "call-poll:"+sid, 60)
+	poll := waitStatusWithin(t, vs.env, "call-poll~"+sid, 60)
 	if !strings.Contains(string(poll.Result), `"status":"canceled"`) {
 		t.Fatalf("poll %+v %s", poll, poll.Result)
 	}
@@ -343,7 +343,7 @@ func TestVAPIHangupEndsRingingCalls(t *testing.T) {
 	if h.status != 200 {
 		t.Fatalf("hangupCall of an assistant's call: %d %s", h.status, h.body)
 	}
-	poll = waitStatusWithin(t, vs.env, "call-poll:"+placed.CallSid, 60)
+	poll = waitStatusWithin(t, vs.env, "call-poll~"+placed.CallSid, 60)
 	if !strings.Contains(string(poll.Result), `"endedReason":"manually-canceled"`) {
 		t.Fatalf("poll %+v %s", poll, poll.Result)
 	}

@@ -76,22 +76,32 @@ func (s *Server) Do(ctx context.Context, name string, args json.RawMessage, key 
 	a.Key = key
 	enqCtx, cancelEnq := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
 	defer cancelEnq()
+	var info *asynq.TaskInfo
 	out, err := p.Do(enqCtx, a)
-	if err != nil {
-		var fe *tasks.FieldError
-		switch {
-		case errors.As(err, &fe):
-			return vapi.Result{}, toolError(err)
-		case errors.Is(err, producer.ErrConflict):
+	switch {
+	case errors.Is(err, producer.ErrConflict):
+		// The assistant repeated the tool call with other arguments: VAPI's
+		// tool call acts once, so it answers with the first task.
+		info, err = tasks.Find(p.Inspector, key)
+		want := tasks.TypeSendSMS
+		if a.Name == producer.ActionMakeCall {
+			want = tasks.TypeMakeCall
+		}
+		if err != nil || info.Type != want {
 			return vapi.Result{}, errors.New("toolCallId: was used for another action in this call")
+		}
+	case err != nil:
+		var fe *tasks.FieldError
+		if errors.As(err, &fe) {
+			return vapi.Result{}, toolError(err)
 		}
 		s.logger().Error("enqueue for a VAPI tool call", "action", a.Name, "err", err)
 		return vapi.Result{}, errors.New("the task queue is unreachable; try again")
-	}
-	queued, _ := out.(producer.Result)
-	info, err := p.Inspector.GetTaskInfo(queued.Queue, queued.TaskID)
-	if err != nil {
-		return vapi.Result{TaskID: queued.TaskID, Pending: true}, nil
+	default:
+		queued, _ := out.(producer.Result)
+		if info, err = p.Inspector.GetTaskInfo(queued.Queue, queued.TaskID); err != nil {
+			return vapi.Result{TaskID: queued.TaskID, Pending: true}, nil
+		}
 	}
 	wait := time.Second
 	if d, ok := ctx.Deadline(); ok {

@@ -298,11 +298,18 @@ func (p *Producer) submit(ctx context.Context, req *Request) (Result, error) {
 		}
 	}
 	res, err := p.checkAndEnqueue(ctx, req, id)
-	if err != nil && req.Key != "" && !errors.Is(err, ErrConflict) {
+	var queued queuedError
+	if err != nil && req.Key != "" && !errors.Is(err, ErrConflict) && !errors.As(err, &queued) {
 		p.unclaim(ctx, req.Key, id)
 	}
 	return res, err
 }
+
+// queuedError is a failure after the task was queued (the replicas did not
+// confirm it): the key keeps naming the task.
+type queuedError struct{ error }
+
+func (e queuedError) Unwrap() error { return e.error }
 
 func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string) (Result, error) {
 	if p.Guard != nil {
@@ -346,7 +353,10 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	}
 	// The enqueue counts once REDIS_WAIT_REPLICAS replicas confirmed it.
 	if err := p.Durability.ConfirmTask(ctx, p.Redis, info.Queue, info.ID); err != nil {
-		return Result{}, fmt.Errorf("enqueue: %w", err)
+		// The task is queued but not confirmed: the key stays claimed, so a
+		// retry with it answers with this task (confirming it then) instead
+		// of meeting it as another one.
+		return Result{}, queuedError{fmt.Errorf("enqueue: %w", err)}
 	}
 	wake.Announce(ctx, p.Redis) // idle workers poll at once instead of within IDLE_POLL_INTERVAL
 	res := Result{TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),

@@ -238,7 +238,11 @@ func (h *PollHandler) pollAgent(ctx context.Context, t *asynq.Task, log *slog.Lo
 }
 
 // logEnded records a call's end in the communications log.
+// A record store with a communications log has written it already.
 func (h *PollHandler) logEnded(ctx context.Context, log *slog.Logger, rec *calls.Record) {
+	if h.Records != nil && h.Records.Comms != nil {
+		return
+	}
 	e := commlog.Entry{Event: commlog.CallEnded, Channel: "voice", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, From: rec.From,
 		Status: rec.Status, Reason: rec.EndedReason, Source: "poll"}
 	if err := h.Log.Append(ctx, e); err != nil {
