@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,6 +75,7 @@ type Log struct {
 	maxEntries int64
 	keepBodies bool
 	now        func() time.Time
+	lastTrim   atomic.Int64 // Unix ns of the last age trim this process sent
 }
 
 // Config configures a Log.
@@ -99,6 +101,19 @@ func New(rdb redis.UniversalClient, cfg Config) *Log {
 func (l *Log) Append(ctx context.Context, e Entry) error {
 	if l == nil {
 		return nil
+	}
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		l.AppendIn(ctx, p, e)
+		return nil
+	})
+	return err
+}
+
+// AppendIn queues Append's writes in p, so that the entry shares the round
+// trip of the handler's other writes; p's error is Append's.
+func (l *Log) AppendIn(ctx context.Context, p redis.Pipeliner, e Entry) {
+	if l == nil {
+		return
 	}
 	if e.At.IsZero() {
 		e.At = l.now()
@@ -129,16 +144,19 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 		values["slot"] = e.Slot.UTC().Format(time.RFC3339Nano)
 	}
 	// Bounded by count as the entry is added (MAXLEN ~, so Redis trims
-	// whole nodes), and by age: stream ids are the time of appending. Both in
-	// one round trip; XADD takes one trim strategy only.
-	minID := strconv.FormatInt(l.now().Add(-l.retention).UnixMilli(), 10)
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: Key, MaxLen: l.maxEntries, Approx: true, Values: values})
-		p.XTrimMinIDApprox(ctx, Key, minID, 0)
-		return nil
-	})
-	return err
+	// whole nodes), and by age: stream ids are the time of appending. XADD
+	// takes one trim strategy only, so the age trim is a command of its own,
+	// sent with at most one append in each trimEvery of this process.
+	p.XAdd(ctx, &redis.XAddArgs{Stream: Key, MaxLen: l.maxEntries, Approx: true, Values: values})
+	now := l.now()
+	if last := l.lastTrim.Load(); now.UnixNano()-last >= int64(l.trimEvery()) && l.lastTrim.CompareAndSwap(last, now.UnixNano()) {
+		p.XTrimMinIDApprox(ctx, Key, strconv.FormatInt(now.Add(-l.retention).UnixMilli(), 10), 0)
+	}
 }
+
+// trimEvery is how often a process trims the stream by age: a tenth of
+// the retention, at most a second, so entries outlive it by at most that.
+func (l *Log) trimEvery() time.Duration { return min(l.retention/10, time.Second) }
 
 // Len returns the number of entries in the stream.
 func (l *Log) Len(ctx context.Context) (int64, error) {

@@ -72,27 +72,35 @@ func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 // Track starts the record of a message Twilio accepted. An existing record
 // is kept (a callback may have arrived first).
 func (s *Store) Track(ctx context.Context, r Record) error {
-	if r.UpdatedAt.IsZero() {
-		r.UpdatedAt = time.Now()
-	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		k := key(r.SID)
-		p.HSetNX(ctx, k, "status", r.Status)
-		p.HSetNX(ctx, k, "rank", rank[r.Status])
-		p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
-		if r.ErrorCode != 0 {
-			// A recovered message may already be final: keep why.
-			p.HSetNX(ctx, k, "errorCode", r.ErrorCode)
-		}
-		p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt,
-			"queue", r.Queue, "payload", r.Payload)
-		p.Expire(ctx, k, TTL)
+		TrackIn(ctx, p, r)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("track message: %w", err)
 	}
 	return nil
+}
+
+// TrackIn queues Track's writes in p (the handler's round trip after a
+// send). Outside a MULTI a status callback may be applied between them:
+// each field that callback sets is kept (HSETNX), so the record ends as
+// after Track then the callback.
+func TrackIn(ctx context.Context, p redis.Pipeliner, r Record) {
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = time.Now()
+	}
+	k := key(r.SID)
+	p.HSetNX(ctx, k, "status", r.Status)
+	p.HSetNX(ctx, k, "rank", rank[r.Status])
+	p.HSetNX(ctx, k, "updatedAt", r.UpdatedAt.UTC().Format(time.RFC3339Nano))
+	if r.ErrorCode != 0 {
+		// A recovered message may already be final: keep why.
+		p.HSetNX(ctx, k, "errorCode", r.ErrorCode)
+	}
+	p.HSet(ctx, k, "taskId", r.TaskID, "to", r.To, "campaign", r.Campaign, "attempt", r.Attempt,
+		"queue", r.Queue, "payload", r.Payload)
+	p.Expire(ctx, k, TTL)
 }
 
 // applyScript moves a record forward: KEYS[1] the record; ARGV status,

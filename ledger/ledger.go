@@ -115,12 +115,7 @@ func (l *Ledger) Get(ctx context.Context, taskID, to string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("read send ledger: %w", err)
 	}
-	e := Entry{TaskID: taskID, To: to, SID: m["sid"], From: m["from"]}
-	if ns, err := strconv.ParseInt(m["startedAt"], 10, 64); err == nil {
-		e.StartedAt = time.Unix(0, ns).UTC()
-	}
-	e.Attempts, _ = strconv.Atoi(m["attempts"])
-	return e, nil
+	return entryOf(taskID, to, m), nil
 }
 
 // Begin records that an attempt starts now. The first attempt's start is
@@ -257,4 +252,73 @@ func (l *Ledger) Forget(ctx context.Context, taskID, to string) error {
 		return fmt.Errorf("forget the send ledger of %s: %w", taskID, err)
 	}
 	return nil
+}
+
+// Pipelined reports whether the ledger's reads and writes can join another
+// round trip (GetIn, BeginIn, CommitIn): not while it also reads the keys of
+// the earlier layout, and Begin not while it waits for replicas (BeginIn
+// reports that).
+func (l *Ledger) Pipelined() bool { return !l.legacy }
+
+// GetIn queues the read of the task's entry in p; the function it returns
+// gives the entry once p has run.
+func (l *Ledger) GetIn(ctx context.Context, p redis.Pipeliner, taskID, to string) func() (Entry, error) {
+	cmd := p.HGetAll(ctx, entryKey(taskID, to))
+	return func() (Entry, error) {
+		m, err := cmd.Result()
+		if err != nil {
+			return Entry{}, fmt.Errorf("read send ledger: %w", err)
+		}
+		return entryOf(taskID, to, m), nil
+	}
+}
+
+func entryOf(taskID, to string, m map[string]string) Entry {
+	e := Entry{TaskID: taskID, To: to, SID: m["sid"], From: m["from"]}
+	if ns, err := strconv.ParseInt(m["startedAt"], 10, 64); err == nil {
+		e.StartedAt = time.Unix(0, ns).UTC()
+	}
+	e.Attempts, _ = strconv.Atoi(m["attempts"])
+	return e
+}
+
+// BeginIn queues Begin's writes in p, after whatever p already holds (a
+// GetIn of the same entry reads it as it was before). It queues nothing and
+// returns false when the claim must wait for replicas (WithDurability):
+// then the caller calls Begin itself before the request. The commands are
+// not a MULTI: one connection runs them in order, and a partial write (the
+// connection cut in between) leaves at worst a start without an open
+// attempt, which the next run reconciles.
+func (l *Ledger) BeginIn(ctx context.Context, p redis.Pipeliner, taskID, to string, now time.Time) bool {
+	if l.dur.Enabled() {
+		return false
+	}
+	k := entryKey(taskID, to)
+	p.HSetNX(ctx, k, "startedAt", strconv.FormatInt(now.UnixNano(), 10))
+	p.HIncrBy(ctx, k, "attempts", 1)
+	p.HIncrBy(ctx, k, "open", 1)
+	p.Expire(ctx, k, TTL)
+	return true
+}
+
+// CommitIn queues Commit in p; the function it returns gives Commit's
+// answer once p has run (running the script by itself when the server did
+// not know it yet).
+func (l *Ledger) CommitIn(ctx context.Context, p redis.Pipeliner, taskID, to, sid string) func(context.Context) error {
+	keys := []string{claimKey(sid, to), entryKey(taskID, to)}
+	args := []any{taskID, sid, int(TTL.Seconds())}
+	cmd := commitScript.EvalSha(ctx, p, keys, args...)
+	return func(ctx context.Context) error {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			cmd = commitScript.Run(ctx, l.rdb, keys, args...)
+		}
+		ok, err := cmd.Int()
+		if err != nil {
+			return fmt.Errorf("record %s: %w", sid, err)
+		}
+		if ok == 0 {
+			return ErrClaimed
+		}
+		return nil
+	}
 }

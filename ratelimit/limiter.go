@@ -261,12 +261,52 @@ func (l *Limiter) SlowSender(ctx context.Context, from string, until time.Time) 
 }
 
 func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, notAfter time.Time) (Decision, error) {
+	c, err := l.call(mode, taskID, lims, notAfter)
+	if err != nil || c.keys == nil {
+		return c.shortcut, err
+	}
+	return c.decide(gcraScript.Run(ctx, l.rdb, c.keys, c.args...))
+}
+
+// AdmitSMSIn queues AdmitSMS in p, so that the decision shares the round
+// trip of the handler's other checks; the function it returns gives the
+// decision once p has run (running the script by itself when the server
+// did not know it yet).
+func (l *Limiter) AdmitSMSIn(ctx context.Context, p redis.Pipeliner, m Message) func(context.Context) (Decision, error) {
+	mode := "admit"
+	if m.First {
+		mode = "first"
+	}
+	c, err := l.call(mode, m.TaskID, l.smsLimits(m), m.NotAfter)
+	if err != nil || c.keys == nil {
+		return func(context.Context) (Decision, error) { return c.shortcut, err }
+	}
+	cmd := gcraScript.EvalSha(ctx, p, c.keys, c.args...)
+	return func(ctx context.Context) (Decision, error) {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			cmd = gcraScript.Run(ctx, l.rdb, c.keys, c.args...)
+		}
+		return c.decide(cmd)
+	}
+}
+
+// gcraCall is one run of gcraScript: its keys and arguments, or (keys nil)
+// the decision that needs no script.
+type gcraCall struct {
+	keys     []string
+	args     []any
+	lims     []limit
+	now      time.Time
+	shortcut Decision
+}
+
+func (l *Limiter) call(mode, taskID string, lims []limit, notAfter time.Time) (gcraCall, error) {
 	now := l.cfg.Now()
 	if len(lims) == 0 {
-		return Decision{At: now, Go: mode != "book"}, nil
+		return gcraCall{shortcut: Decision{At: now, Go: mode != "book"}}, nil
 	}
 	if taskID == "" {
-		return Decision{}, errors.New("rate limit: the task has no id")
+		return gcraCall{}, errors.New("rate limit: the task has no id")
 	}
 	keys := make([]string, 0, len(lims)+1)
 	keys = append(keys, l.key("hold", taskID))
@@ -280,7 +320,11 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 		keys = append(keys, l.key(lim.scope, lim.id))
 		args = append(args, intervalMicros(lim.rate), lim.rate.Burst, lim.cost)
 	}
-	res, err := gcraScript.Run(ctx, l.rdb, keys, args...).Slice()
+	return gcraCall{keys: keys, args: args, lims: lims, now: now}, nil
+}
+
+func (c gcraCall) decide(cmd *redis.Cmd) (Decision, error) {
+	res, err := cmd.Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("rate limit: %w", err)
 	}
@@ -293,14 +337,14 @@ func (l *Limiter) eval(ctx context.Context, mode, taskID string, lims []limit, n
 		return Decision{}, fmt.Errorf("rate limit: unexpected time %v", res[1])
 	}
 	d := Decision{At: time.UnixMicro(at), Go: code == "go", Soon: code == "soon", Late: code == "late"}
-	if k, _ := res[2].(int64); k > 0 && int(k) <= len(lims) {
-		lim := lims[k-1]
+	if k, _ := res[2].(int64); k > 0 && int(k) <= len(c.lims) {
+		lim := c.lims[k-1]
 		d.Scope, d.Key, d.Rate = lim.scope, lim.id, lim.rate
 	}
 	// The clock is the caller's (the same one asynq schedules by); a slot in
 	// the past is now.
-	if d.At.Before(now) {
-		d.At = now
+	if d.At.Before(c.now) {
+		d.At = c.now
 	}
 	return d, nil
 }
