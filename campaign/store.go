@@ -137,6 +137,20 @@ func (s *Store) Canceled(ctx context.Context, id string) (bool, error) {
 	return ok, nil
 }
 
+// CanceledIn queues Canceled's check in p, so that it shares the round trip
+// of the handler's other checks before a send; the function it returns
+// gives the answer once p has run.
+func (s *Store) CanceledIn(ctx context.Context, p redis.Pipeliner, id string) func() (bool, error) {
+	cmd := p.HExists(ctx, statsKey(id), fieldCanceledAt)
+	return func() (bool, error) {
+		ok, err := cmd.Result()
+		if err != nil {
+			return false, fmt.Errorf("check campaign %s canceled: %w", id, err)
+		}
+		return ok, nil
+	}
+}
+
 // Record counts the final outcome of the campaign's message to number
 // (tasks.OutcomeSent, OutcomeFailed, OutcomeCanceled or "skipped:{reason}"),
 // once per recipient however often it is called. It reports whether this

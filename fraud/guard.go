@@ -304,8 +304,12 @@ func SegmentsKey(country string, t time.Time) string {
 var checkScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local number = ARGV[2]
-for i = #number, 2, -1 do
-  if redis.call('SISMEMBER', KEYS[1], string.sub(number, 1, i)) == 1 then return {1} end
+local prefixes = {}
+for i = #number, 2, -1 do prefixes[#prefixes + 1] = string.sub(number, 1, i) end
+if #prefixes > 0 then
+  for _, v in ipairs(redis.call('SMISMEMBER', KEYS[1], unpack(prefixes))) do
+    if v == 1 then return {1} end
+  end
 end
 local mode = ARGV[3]
 if mode == 'check' then
@@ -392,13 +396,78 @@ func kindOf(c tasks.GuardCheck) string {
 }
 
 func (g *Guard) run(ctx context.Context, c tasks.GuardCheck, mode string, code int, also func(redis.Pipeliner)) (string, error) {
-	prefix := Prefix(c.To)
-	if prefix == "" {
+	gc, ok := g.call(c, mode, code)
+	if !ok {
 		if also != nil {
 			_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { also(p); return nil })
 			return "", err
 		}
 		return "", nil
+	}
+	var cmd *redis.Cmd
+	pipe := func(eval bool) error {
+		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if also != nil {
+				also(p)
+			}
+			if eval {
+				cmd = checkScript.Eval(ctx, p, gc.keys, gc.args...)
+			} else {
+				cmd = checkScript.EvalSha(ctx, p, gc.keys, gc.args...)
+			}
+			return nil
+		})
+		return err
+	}
+	err := pipe(false)
+	if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		err = pipe(true) // first use on this server: the whole script, once
+	}
+	if err != nil {
+		return "", fmt.Errorf("fraud guard: %w", err)
+	}
+	return g.answer(ctx, c, gc, mode, cmd)
+}
+
+// PreSendIn queues PreSend's check in p, which the caller runs with its own
+// commands (the handler's one round trip before a send); the function it
+// returns gives PreSend's answer once p has run (running the script by
+// itself when the server did not know it yet).
+func (g *Guard) PreSendIn(ctx context.Context, p redis.Pipeliner, c tasks.GuardCheck) func(context.Context) (string, error) {
+	gc, ok := g.call(c, "check", 0)
+	if !ok {
+		return func(context.Context) (string, error) { return "", nil }
+	}
+	cmd := checkScript.EvalSha(ctx, p, gc.keys, gc.args...)
+	return func(ctx context.Context) (string, error) {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			cmd = checkScript.Run(ctx, g.rdb, gc.keys, gc.args...)
+		}
+		if err := cmd.Err(); err != nil {
+			return "", fmt.Errorf("fraud guard: %w", err)
+		}
+		return g.answer(ctx, c, gc, "check", cmd)
+	}
+}
+
+// Counts reports whether PreSend of c changes the guard's state (metered
+// traffic moves its prefix's rate and its country's count): such a check
+// must run only for a send that then goes.
+func (g *Guard) Counts(c tasks.GuardCheck) bool { return metered(c.Source) && Prefix(c.To) != "" }
+
+// guardCall is one run of checkScript.
+type guardCall struct {
+	keys            []string
+	args            []any
+	prefix, country string
+}
+
+// call builds the script's run for c; ok is false when c has no prefix to
+// check.
+func (g *Guard) call(c tasks.GuardCheck, mode string, code int) (guardCall, bool) {
+	prefix := Prefix(c.To)
+	if prefix == "" {
+		return guardCall{}, false
 	}
 	now := g.cfg.Now()
 	country := CountryOf(c.To)
@@ -414,28 +483,12 @@ func (g *Guard) run(ctx context.Context, c tasks.GuardCheck, mode string, code i
 		c.Segments, limit, g.cfg.BlockFor.Milliseconds(), rateReason,
 		fmt.Sprintf("country %s over COUNTRY_DAILY_SEGMENTS %d today (UTC)", country, limit), prefix, country,
 		segmentsKeep.Milliseconds()}
-	var cmd *redis.Cmd
-	pipe := func(eval bool) error {
-		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if also != nil {
-				also(p)
-			}
-			if eval {
-				cmd = checkScript.Eval(ctx, p, keys, args...)
-			} else {
-				cmd = checkScript.EvalSha(ctx, p, keys, args...)
-			}
-			return nil
-		})
-		return err
-	}
-	err := pipe(false)
-	if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		err = pipe(true) // first use on this server: the whole script, once
-	}
-	if err != nil {
-		return "", fmt.Errorf("fraud guard: %w", err)
-	}
+	return guardCall{keys: keys, args: args, prefix: prefix, country: country}, true
+}
+
+// answer reads the script's answer: the reason to archive with, or "".
+func (g *Guard) answer(ctx context.Context, c tasks.GuardCheck, gc guardCall, mode string, cmd *redis.Cmd) (string, error) {
+	prefix, country := gc.prefix, gc.country
 	res, err := cmd.Slice()
 	if err != nil || len(res) == 0 {
 		return "", fmt.Errorf("fraud guard: unexpected answer %v: %v", res, err)

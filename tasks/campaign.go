@@ -67,9 +67,14 @@ func (h *SMSHandler) campaignCanceled(ctx context.Context, log *slog.Logger, t *
 	if !canceled {
 		return false, nil
 	}
+	return true, h.skipCanceled(ctx, log, t, p)
+}
+
+// skipCanceled completes a message of a canceled campaign as skipped.
+func (h *SMSHandler) skipCanceled(ctx context.Context, log *slog.Logger, t *asynq.Task, p SMSPayload) error {
 	h.Metrics.Skipped("canceled")
 	log.Info("sms skipped: campaign canceled", "campaign", p.Campaign)
-	return true, h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: ReasonCanceled})
+	return h.writeResult(ctx, t, SMSResult{Status: "skipped", Reason: ReasonCanceled})
 }
 
 // countCompleted counts a completed campaign message (sent or skipped).

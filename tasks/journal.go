@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
@@ -40,15 +41,28 @@ func (j *journal) append(ctx context.Context, log *slog.Logger, e commlog.Entry)
 	if j.log == nil {
 		return
 	}
+	if err := appendDetached(ctx, j.log, j.with(e)); err != nil {
+		log.Warn("communications log append failed", "err", err)
+	}
+}
+
+// appendIn queues the entry in pipe (the handler's round trip after a send).
+func (j *journal) appendIn(ctx context.Context, pipe redis.Pipeliner, e commlog.Entry) {
+	if j.log == nil {
+		return
+	}
+	j.log.AppendIn(ctx, pipe, j.with(e))
+}
+
+// with is e with the fields every entry of the run shares.
+func (j *journal) with(e commlog.Entry) commlog.Entry {
 	base := j.entry
-	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until, base.Slot =
-		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until, e.Slot
+	base.Event, base.Body, base.SID, base.Status, base.Reason, base.Code, base.Until, base.Slot, base.At =
+		e.Event, e.Body, e.SID, e.Status, e.Reason, e.Code, e.Until, e.Slot, e.At
 	if base.Channel == "" {
 		base.Channel = "sms"
 	}
-	if err := appendDetached(ctx, j.log, base); err != nil {
-		log.Warn("communications log append failed", "err", err)
-	}
+	return base
 }
 
 // LogAppendTimeout bounds one append to the communications log.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
@@ -45,6 +46,11 @@ func (c *countingLimiter) AdmitCall(ctx context.Context, taskID string, notAfter
 func (c *countingLimiter) AdmitSMS(ctx context.Context, m ratelimit.Message) (ratelimit.Decision, error) {
 	c.admits.Add(1)
 	return c.Limiter.AdmitSMS(ctx, m)
+}
+
+func (c *countingLimiter) AdmitSMSIn(ctx context.Context, p redis.Pipeliner, m ratelimit.Message) func(context.Context) (ratelimit.Decision, error) {
+	c.admits.Add(1)
+	return c.Limiter.AdmitSMSIn(ctx, p, m)
 }
 
 func TestBookedMessagesRunOnce(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/ledger"
@@ -74,6 +75,11 @@ type SMSHandler struct {
 	// Guard, when set, is the fraud guard: its static rules are re-checked
 	// first, its velocity check joins the opt-out check's round trip.
 	Guard Guard
+
+	// Redis, when set, is the client the handler's checks and records share
+	// round trips on: one before the Twilio request, one after it
+	// (roundtrips.go). Nil: each store makes its own.
+	Redis redis.UniversalClient
 }
 
 // ProcessTask implements asynq.Handler. Every outcome (sent, skipped,
@@ -120,8 +126,13 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		journalOf(ctx).entry.From = p.From
 	}
 
-	// A task that already reached Twilio never sends again.
-	done, err := h.alreadySent(ctx, log, id, p)
+	lean := h.lean(pooled)
+	// A task that already reached Twilio never sends again (the lean path
+	// reads the ledger in its round trip).
+	var done *SMSResult
+	if !lean {
+		done, err = h.alreadySent(ctx, log, id, p)
+	}
 	if err != nil {
 		return err
 	}
@@ -149,6 +160,10 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	if done, err := h.checkMarketing(ctx, log, t, p, now); done {
 		h.release(ctx, log, id, p, false)
 		return err
+	}
+
+	if lean {
+		return h.processLean(ctx, log, t, id, p, now)
 	}
 
 	// A canceled campaign's message takes no slot from the limits either.
@@ -317,6 +332,11 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 	if err != nil {
 		return nil, err
 	}
+	return h.settled(ctx, log, id, p, e)
+}
+
+// settled is alreadySent for the task's ledger entry e.
+func (h *SMSHandler) settled(ctx context.Context, log *slog.Logger, id string, p SMSPayload, e ledger.Entry) (*SMSResult, error) {
 	if e.Sent() {
 		log.Info("sms already sent by an earlier run; not sending again", "sid", e.SID)
 		// The earlier run may have ended (crash, lease expired) before it
@@ -393,6 +413,11 @@ func expired(p SMSPayload, now time.Time) bool {
 
 func (h *SMSHandler) writeResult(ctx context.Context, t *asynq.Task, res SMSResult) error {
 	journalOf(ctx).result(ctx, h.logger(), res)
+	return h.finish(ctx, t, res)
+}
+
+// finish is writeResult once the result's log entry is written.
+func (h *SMSHandler) finish(ctx context.Context, t *asynq.Task, res SMSResult) error {
 	h.countCompleted(t, res) // campaign messages (campaign.go)
 	if w := t.ResultWriter(); w != nil {
 		b, _ := json.Marshal(res)

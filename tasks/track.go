@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/delivery"
@@ -73,18 +74,45 @@ func (tr *Tracker) Start(ctx context.Context, taskID, queue string, p SMSPayload
 	if tr == nil {
 		return nil
 	}
-	payload, _ := json.Marshal(p)
-	rec := delivery.Record{SID: msg.SID, TaskID: taskID, To: p.To, Campaign: p.Campaign, Attempt: p.Redelivery,
-		Queue: queue, Payload: payload, Status: msg.Status, ErrorCode: msg.ErrorCode}
-	if err := tr.Store.Track(ctx, rec); err != nil {
+	if err := tr.Store.Track(ctx, tr.record(taskID, queue, p, msg)); err != nil {
 		return err
 	}
+	return tr.schedule(ctx, queue, msg.SID)
+}
+
+// StartIn is Start with the record's writes queued in pipe (the handler's
+// round trip after a send); once pipe has run, the function it returns
+// schedules the follow-up (when pipe failed, the record is written again
+// first).
+func (tr *Tracker) StartIn(ctx context.Context, pipe redis.Pipeliner, taskID, queue string, p SMSPayload, msg *twilioapi.Message) func(ctx context.Context, pipeErr error) error {
+	if tr == nil {
+		return func(context.Context, error) error { return nil }
+	}
+	rec := tr.record(taskID, queue, p, msg)
+	delivery.TrackIn(ctx, pipe, rec)
+	return func(ctx context.Context, pipeErr error) error {
+		if pipeErr != nil {
+			if err := tr.Store.Track(ctx, rec); err != nil {
+				return err
+			}
+		}
+		return tr.schedule(ctx, queue, msg.SID)
+	}
+}
+
+func (tr *Tracker) record(taskID, queue string, p SMSPayload, msg *twilioapi.Message) delivery.Record {
+	payload, _ := json.Marshal(p)
+	return delivery.Record{SID: msg.SID, TaskID: taskID, To: p.To, Campaign: p.Campaign, Attempt: p.Redelivery,
+		Queue: queue, Payload: payload, Status: msg.Status, ErrorCode: msg.ErrorCode}
+}
+
+func (tr *Tracker) schedule(ctx context.Context, queue, sid string) error {
 	first := tr.FirstPoll
 	if first <= 0 {
 		first = tr.Polling.WithDefaults().First
 	}
-	pl, _ := json.Marshal(TrackPayload{MessageSID: msg.SID})
-	task := asynq.NewTask(TypeTrackSMS, pl, asynq.Queue(queueOr(queue)), asynq.TaskID(TrackTaskID(msg.SID)),
+	pl, _ := json.Marshal(TrackPayload{MessageSID: sid})
+	task := asynq.NewTask(TypeTrackSMS, pl, asynq.Queue(queueOr(queue)), asynq.TaskID(TrackTaskID(sid)),
 		asynq.ProcessIn(first), asynq.MaxRetry(asynqMaxRetry), asynq.Retention(tr.Rules.WithDefaults().ResultTTL), asynq.Timeout(time.Minute))
 	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("schedule delivery tracking: %w", err)

@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Limiter:   limiter,
 		Campaigns: campaign.NewStore(rdb),
 		Guard:     guard,
+		Redis:     rdb, // one round trip before the request, one after (tasks/roundtrips.go)
 	}
 	if senders != nil {
 		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
