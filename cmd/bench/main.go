@@ -38,7 +38,7 @@ var scenarios = []scenario{
 	{"twilio-latency", "N sms:send pre-queued, simulator at 100 ms, CONCURRENCY=200, limits and Twilio pacing not binding; drain rate vs the bound CONCURRENCY/latency = 2000/s", twilioLatency},
 	{"enqueue", "N recipients through the producer path (enqueue bulk, or the producer (producer.SendSMS) from 16 goroutines) vs asynq.Client.Enqueue from 16 goroutines, same payload size, same Redis", enqueueRate},
 	{"latency", "critical sms:send (CONCURRENCY=50, zero-latency simulator, limits and pacing not binding), enqueue to the simulator's createdAt, samples 20 ms apart, idle and while a bulk campaign drains; baseline: bare asynq enqueue to no-op handler start, idle", latency},
-	{"sender-limit", "2 workers, 1 sender at SENDER_RATE=20/s, single-segment messages to distinct recipients", senderLimit},
+	{"sender-limit", "1 sender shared by 2 workers at SENDER_RATE=20/s, then by 4 workers at 50/s; single-segment messages to distinct recipients", senderLimit},
 	{"pool", "2 workers, SENDER_POOL of 20 numbers at SENDER_RATE=5/s each, 10,000 messages without a sender through producer.SendSMS (booked against the pool's 100/s), zero-latency simulator", senderPool},
 	{"memory", "Redis bytes per pending task (INFO used_memory before/after N tasks): sms:send through the producer (producer.SendSMS) vs a bare asynq task with payload {}", memory},
 }
