@@ -51,9 +51,6 @@ type harnessOpt struct {
 	marketing tasks.Marketing
 	limits    *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
 	pool      []string          // with limits: the handler's sender pool (h.pool)
-	// sequential: the handler has no Redis client of its own, so each
-	// store makes its own round trips (the path without pipelining).
-	sequential bool
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -101,9 +98,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	h.metrics = metrics.New(nil)
 	handler := &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing, Metrics: h.metrics}
-	if !o.sequential {
-		handler.Redis = h.rdb // the lean path, as the worker runs it
-	}
+	handler.Redis = h.rdb // the lean path, as the worker runs it
 	if o.limits != nil {
 		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
 		handler.Limiter = h.limiter

@@ -34,6 +34,11 @@ import (
 // WAIT-confirmed write; a task that already reached Twilio, or must
 // reconcile, reads Twilio first.
 
+// SlotLead is how long before its rate-limit slot a message that waits for
+// it makes its last checks (opt-out list, guard, campaign), so that their
+// round trip is over when the slot comes and the request starts on time.
+const SlotLead = 25 * time.Millisecond
+
 // PipelinedLimiter is a limiter whose decision can join another round trip.
 // *ratelimit.Limiter is one.
 type PipelinedLimiter interface {
@@ -56,9 +61,11 @@ type PipelinedGuard interface {
 }
 
 // lean reports whether the handler can take the lean path for a message:
-// a Redis client to pipeline on, and every store it uses able to join.
-func (h *SMSHandler) lean(pooled bool) bool {
-	if h.Redis == nil || pooled {
+// a Redis client to pipeline on, and every store it uses able to join. A
+// pooled message chooses its sender first (its own round trips), then
+// takes the lean path.
+func (h *SMSHandler) lean() bool {
+	if h.Redis == nil {
 		return false
 	}
 	if h.Ledger != nil && !h.Ledger.Pipelined() {
@@ -165,12 +172,14 @@ func (h *SMSHandler) ask(ctx context.Context, id, queue string, p SMSPayload, no
 }
 
 // processLean is process from the ledger check on, for the lean path.
-func (h *SMSHandler) processLean(ctx context.Context, log *slog.Logger, t *asynq.Task, id string, p SMSPayload, now time.Time) error {
+// pooled says the sender was chosen from the pool (SENDER_POOL).
+func (h *SMSHandler) processLean(ctx context.Context, log *slog.Logger, t *asynq.Task, id string, p SMSPayload, now time.Time, pooled bool) error {
 	r := h.Rules.WithDefaults()
 	queue, _ := asynq.GetQueueName(ctx)
 	guardFirst := h.Guard != nil && !h.Guard.(PipelinedGuard).Counts(h.guardCheck(p))
 
 	c, err := h.ask(ctx, id, queue, p, now, true, true, true, guardFirst)
+	askedAt := time.Now() // when the last checks were answered
 	begun := c.begun
 	// undo takes back what the round trip did for a send that does not go
 	// now: the attempt's record, and (given) the limiter's slot.
@@ -233,7 +242,7 @@ admitted:
 				undo(c.decision, c.decided)
 				return err
 			}
-			d = c.decision
+			askedAt, d = time.Now(), c.decision
 		case !d.Go:
 			undo(d, false)
 			if d.Scope != "" {
@@ -246,32 +255,37 @@ admitted:
 			break admitted
 		}
 	}
-	slept := false
-	if time.Until(slot) > 0 {
-		if err := sleepUntil(ctx, slot); err != nil {
+	if h.Limiter != nil && expired(p, slot) {
+		undo(d, true)
+		h.Metrics.Skipped("expired")
+		return archive("expired: its rate-limit slot came at %s, after it expired", slot.UTC().Format(time.RFC3339))
+	}
+	// The last checks come immediately before the send: asked again, at
+	// SlotLead before the slot, when they were made longer than that before
+	// it, or when the guard's check counts toward its limits (made only for
+	// a send that goes). The request then starts at its slot exactly: the
+	// checks' round trip does not delay it, so requests keep the limiter's
+	// spacing at Twilio's side.
+	if slot.Sub(askedAt) > SlotLead || (h.Guard != nil && !guardFirst) {
+		if err := sleepUntil(ctx, slot.Add(-SlotLead)); err != nil {
 			undo(d, true)
 			return err
 		}
-		slept = true
-	}
-	if h.Limiter != nil {
-		now = r.Now() // the message's moment
-		if expired(p, now) {
-			undo(d, true)
-			h.Metrics.Skipped("expired")
-			return archive("expired: its rate-limit slot came at %s, after it expired", now.UTC().Format(time.RFC3339))
-		}
-	}
-	// The last checks come immediately before the send: asked again when
-	// the message waited for its slot since, or when the guard's check
-	// counts toward its limits (made only for a send that goes).
-	if slept || (h.Guard != nil && !guardFirst) {
-		last, err := h.ask(ctx, id, queue, p, now, false, false, false, true)
+		last, err := h.ask(ctx, id, queue, p, r.Now(), false, false, false, true)
 		if err != nil {
 			undo(d, true)
 			return err
 		}
 		c.out, c.blocked, c.canceled = last.out, last.blocked, last.canceled
+	}
+	if !c.out && c.blocked == "" && !c.canceled {
+		if err := sleepUntil(ctx, slot); err != nil {
+			undo(d, true)
+			return err
+		}
+	}
+	if h.Limiter != nil {
+		now = r.Now() // the message's moment
 	}
 	if c.out {
 		undo(d, true)
@@ -316,6 +330,11 @@ admitted:
 				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
 			}
 		}
+		if pooled {
+			if err, ok := h.poolRefused(ctx, log, p, now, err); ok {
+				return err
+			}
+		}
 		err = h.failed(ctx, log, p, now, err)
 		if errors.Is(err, asynq.SkipRetry) {
 			h.release(ctx, log, id, p, h.Limiter != nil) // refused for good: it never goes
@@ -358,6 +377,9 @@ admitted:
 	}
 	if err := track(ctx, perr); err != nil {
 		log.Warn("delivery tracking not started", "err", err)
+	}
+	if pooled {
+		h.stick(ctx, log, p)
 	}
 	j.settled = true
 	return h.finish(ctx, t, res)

@@ -126,7 +126,7 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		journalOf(ctx).entry.From = p.From
 	}
 
-	lean := h.lean(pooled)
+	lean := h.lean()
 	// A task that already reached Twilio never sends again (the lean path
 	// reads the ledger in its round trip).
 	var done *SMSResult
@@ -163,7 +163,20 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 	}
 
 	if lean {
-		return h.processLean(ctx, log, t, id, p, now)
+		if pooled {
+			// A canceled campaign's message takes no pool slot either.
+			if stop, err := h.campaignCanceled(ctx, log, t, p); stop {
+				h.release(ctx, log, id, p, false)
+				return err
+			}
+			if p.From == "" {
+				if p.From, err = h.chooseSender(ctx, log, id, recorded, p); err != nil {
+					return err
+				}
+				journalOf(ctx).entry.From = p.From
+			}
+		}
+		return h.processLean(ctx, log, t, id, p, now, pooled)
 	}
 
 	// A canceled campaign's message takes no slot from the limits either.

@@ -93,14 +93,26 @@ func senderLimitCase(ctx context.Context, e *env, workers, senderRate int) ([]fi
 		}
 	}
 	var at []time.Time
+	created := map[string]time.Time{}
 	for _, m := range sim.Messages() {
 		at = append(at, m.CreatedAt)
+		created[m.To] = m.CreatedAt
 	}
-	// The workers' own record of each request's start.
+	// The workers' own record of each request's start, and how late after
+	// the limiter's slot it started and reached the simulator.
 	var started []time.Time
+	var lateStart, lateCreated []time.Duration
+	var slots []time.Time
 	if _, err := commlog.New(rdb, commlog.Config{}).Read(ctx, commlog.Filter{}, func(en commlog.Entry) error {
 		if en.Event == commlog.Sending {
 			started = append(started, en.At)
+			if !en.Slot.IsZero() {
+				slots = append(slots, en.Slot)
+				lateStart = append(lateStart, en.At.Sub(en.Slot))
+				if c, ok := created[en.To]; ok {
+					lateCreated = append(lateCreated, c.Sub(en.Slot))
+				}
+			}
 		}
 		return nil
 	}); err != nil {
@@ -135,9 +147,24 @@ func senderLimitCase(ctx context.Context, e *env, workers, senderRate int) ([]fi
 		ratioAtLeast(figure{Name: label + "achieved vs configured rate", Value: achieved, Unit: "msg/s"}, float64(senderRate), 0.95),
 		held(figure{Name: label + "most at the simulator in any sliding 1 s", Value: float64(most), Target: bound}, most <= senderRate+1),
 		held(figure{Name: label + "most request starts in any sliding 1 s", Value: float64(mostStarted), Target: bound}, mostStarted <= senderRate+1 && len(started) == len(at)),
+		held(figure{Name: label + "most limiter slots in any sliding 1 s", Value: float64(maxInWindow(slots, time.Second)), Target: bound}, maxInWindow(slots, time.Second) <= senderRate+1),
+		{Name: label + "request start after its slot, p99 / max", Value: ms(quantile(lateStart, 0.99)), Unit: "ms", Target: fmt.Sprintf("max %.1f ms", ms(quantile(lateStart, 1)))},
+		{Name: label + "simulator's createdAt after the slot, p99 / max", Value: ms(quantile(lateCreated, 0.99)), Unit: "ms", Target: fmt.Sprintf("max %.1f ms", ms(quantile(lateCreated, 1)))},
 		held(figure{Name: label + "handler runs per message sent", Value: perMsg, Target: "≤ 1.2"}, perMsg <= 1.2 && sent > 0),
 	}, nil
 }
+
+// quantile is the q-quantile of d (0 when empty).
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(int(q*float64(len(s))), len(s)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // achievedRate is messages per second from the first to the last.
 func achievedRate(at []time.Time) float64 {
