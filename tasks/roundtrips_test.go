@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,34 @@ func TestSMSRoundTrips(t *testing.T) {
 	sid := sim.Messages()[1].Sid
 	if rec, err := delivery.NewStore(rdb).Get(bg, sid); err != nil || rec.TaskID == "" {
 		t.Fatalf("delivery record of %s: %+v, %v", sid, rec, err)
+	}
+}
+
+// TestOptOutWhileWaitingForTheSlotIsHonoured: a message whose slot under the
+// sender's limit is seconds away waits for it in its handler (MaxSleep
+// allows it); a STOP recorded during that wait is honoured, because the
+// last checks are made again just before the slot, not only in the round
+// trip that took the slot.
+func TestOptOutWhileWaitingForTheSlotIsHonoured(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{limits: &ratelimit.Config{Sender: ratelimit.Rate{N: 1, Per: 10 * time.Second, Burst: 1},
+		DefaultFrom: "+15005550006", MaxSleep: 15 * time.Second}})
+	first := h.enqueue(t, tasks.SMSPayload{To: "+14155550160", Body: "one"})
+	h.waitFinal(t, first)
+	const to = "+14155550161"
+	second := h.enqueue(t, tasks.SMSPayload{To: to, Body: "two"})
+	waitFor(t, "the second message's handler to wait for its slot", func() bool {
+		info, err := tasks.Find(h.insp, second)
+		return err == nil && info.State == asynq.TaskStateActive
+	})
+	if _, err := h.optouts.Add(bg, optout.SMS, to, optout.SourceCLI); err != nil {
+		t.Fatal(err)
+	}
+	info := h.waitFinal(t, second)
+	if info.State != asynq.TaskStateCompleted || !strings.Contains(string(info.Result), "skipped") {
+		t.Fatalf("second message: %s, result %s, last error %q; want completed as skipped", info.State, info.Result, info.LastErr)
+	}
+	if got := h.messagesTo(to); len(got) != 0 {
+		t.Fatalf("%d messages sent to a number that opted out while its message waited", len(got))
 	}
 }
