@@ -96,7 +96,6 @@ type checks struct {
 	out      bool // opted out
 	blocked  string
 	canceled bool
-	guarded  bool // the guard was asked
 }
 
 // ask runs one pre-send round trip: the ledger's entry (read), the attempt
@@ -150,7 +149,6 @@ func (h *SMSHandler) ask(ctx context.Context, id, queue string, p SMSPayload, no
 	if blocked != nil {
 		var err error
 		c.blocked, err = blocked(ctx)
-		c.guarded = err == nil
 		errs = append(errs, err)
 	}
 	if canceled != nil {
