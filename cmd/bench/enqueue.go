@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -33,13 +32,12 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
+	defer tg.close()
+	rdb := tg.rdb
 
 	// Baseline: bare asynq enqueues.
 	size, err := payloadSize(benchCampaign)
@@ -77,7 +75,7 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 			return result{}, err
 		}
 		cmd := exec.CommandContext(ctx, enqueueBin, "bulk", "--campaign", benchCampaign, "--body", smsPayload(0, "").Body, file)
-		cmd.Env = append(os.Environ(), "REDIS_URL=redis://"+redisAddr+"/0")
+		cmd.Env = append(os.Environ(), "REDIS_URL="+tg.url)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
