@@ -207,8 +207,12 @@ func printReport(w io.Writer, rep report) {
 	if rep.Short {
 		mode = " (-short)"
 	}
-	fmt.Fprintf(w, "Run %s%s on %s, %d cores, %s; %s; redis-server %s; asynq %s; on %s. Load average %s before, %s after.\n\n",
-		m.Date.Format("2006-01-02 15:04 MST"), mode, m.CPU, m.Cores, m.OS, m.Go, m.Redis, m.Asynq, rep.Redis, m.LoadBefore, m.LoadAfter)
+	where := ""
+	if rep.Redis != "" {
+		where = "; on " + rep.Redis
+	}
+	fmt.Fprintf(w, "Run %s%s on %s, %d cores, %s; %s; redis-server %s; asynq %s%s. Load average %s before, %s after.\n\n",
+		m.Date.Format("2006-01-02 15:04 MST"), mode, m.CPU, m.Cores, m.OS, m.Go, m.Redis, m.Asynq, where, m.LoadBefore, m.LoadAfter)
 	printTable(w, rep.Rows)
 	fmt.Fprintln(w)
 	printTargets(w, rep.Targets)
