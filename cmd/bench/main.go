@@ -32,22 +32,22 @@ type scenario struct {
 	name string
 	desc string
 	run  func(ctx context.Context, env *env) (result, error)
-	// noCluster, when set, says why the scenario cannot run on a Redis
-	// Cluster; its row says so there.
-	noCluster string
+	// ownRedis, when set, says why the scenario runs only on a private
+	// redis-server of its own; with -cluster or -redis its row says so.
+	ownRedis string
 }
 
-// singleNode is why a scenario that uses one node's client cannot run on a
-// cluster.
-const singleNode = "not ported to a cluster: it starts its own single redis-server"
+// ownRedis is why a scenario that starts its own redis-server does not run
+// on a cluster or on the Redis -redis names.
+const ownRedis = "not ported to -cluster / -redis: it starts its own private redis-server"
 
 var scenarios = []scenario{
 	{"throughput", "N sms:send pre-queued on default, CONCURRENCY=50, zero-latency simulator, limits and Twilio pacing (TWILIO_MAX_RPS/TWILIO_MAX_CONCURRENT=10000) not binding, first delivery poll 1 min out; drain time vs bare asynq (no-op handler, same concurrency, Redis, queues, task options and payload size)", throughput, ""},
 	{"twilio-latency", "N sms:send pre-queued, simulator at 100 ms, CONCURRENCY=200, limits and Twilio pacing not binding; drain rate vs the bound CONCURRENCY/latency = 2000/s", twilioLatency, ""},
 	{"enqueue", "N recipients through the producer path (enqueue bulk, or the producer (producer.SendSMS) from 16 goroutines) vs asynq.Client.Enqueue from 16 goroutines, same payload size, same Redis", enqueueRate, ""},
 	{"latency", "critical sms:send (CONCURRENCY=50, zero-latency simulator, limits and pacing not binding), enqueue to the simulator's createdAt, samples 20 ms apart, idle and while a bulk campaign drains; baseline: bare asynq enqueue to no-op handler start, idle", latency, ""},
-	{"sender-limit", "2 workers, 1 sender at SENDER_RATE=20/s, single-segment messages to distinct recipients", senderLimit, singleNode},
-	{"pool", "2 workers, SENDER_POOL of 20 numbers at SENDER_RATE=5/s each, 10,000 messages without a sender through producer.SendSMS (booked against the pool's 100/s), zero-latency simulator", senderPool, singleNode},
+	{"sender-limit", "2 workers, 1 sender at SENDER_RATE=20/s, single-segment messages to distinct recipients", senderLimit, ownRedis},
+	{"pool", "2 workers, SENDER_POOL of 20 numbers at SENDER_RATE=5/s each, 10,000 messages without a sender through producer.SendSMS (booked against the pool's 100/s), zero-latency simulator", senderPool, ""},
 	{"memory", "Redis bytes per pending task (INFO used_memory before/after N tasks): sms:send through the producer (producer.SendSMS) vs a bare asynq task with payload {}", memory, ""},
 	{"peer", "the same N messages through our pipeline (the throughput row's path, CONCURRENCY=50) and through BullMQ + twilio-node (Queue.addBulk, a Worker at concurrency 50 whose job runs SISMEMBER on the opt-out set, then client.messages.create), same Redis and simulator; Redis commands include each side's enqueue", peerScenario, ""},
 	{"redis-cost", "Redis commands (INFO stats, incl. inside Lua): 4 idle workers over a window, and per message for producer.SendSMS, enqueue bulk and the handler path", redisCost, ""},
@@ -149,8 +149,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		start := time.Now()
 		var res result
 		var err error
-		if s.noCluster != "" && e.onCluster() {
-			err = errSkip{s.noCluster}
+		if s.ownRedis != "" && (e.cluster || e.redisURL != "") {
+			err = errSkip{s.ownRedis}
 		} else {
 			res, err = s.run(ctx, e)
 		}

@@ -84,14 +84,14 @@ func peerScenario(ctx context.Context, e *env) (result, error) {
 	_, pRedisUS, pWorkerUS, _ := p.use.perTask(n)
 	return result{
 		Note: fmt.Sprintf("Peer: node %s, %s; enqueue with Queue.addBulk in chunks of 1,000", p.node, strings.Join(peerPackages, ", ")),
-		Figures: []figure{
+		Figures: tg.redisCPUKnown([]figure{
 			{Name: "messages", Value: float64(n)},
 			ratioAtLeast(figure{Name: "ours (throughput path) vs BullMQ + twilio-node", Value: ours, Unit: "msg/s"}, theirs, 1.0),
 			versus(figure{Name: "Redis commands per message, enqueue + send (ours vs peer)", Value: ourCmds}, peerCmds),
 			versus(figure{Name: "of which enqueue", Value: float64(d.enqueue.commands) / float64(n)}, float64(p.enqueue.commands)/float64(n)),
 			versus(figure{Name: "redis-server CPU per message (ours vs peer)", Value: redisUS, Unit: "µs"}, pRedisUS),
 			versus(figure{Name: "worker CPU per message (ours vs peer's node)", Value: workerUS, Unit: "µs"}, pWorkerUS),
-		},
+		}),
 	}, nil
 }
 

@@ -227,3 +227,18 @@ func (t *benchTB) cleanup() {
 		fns[i]()
 	}
 }
+
+// redisCPUKnown drops the figures that count redis-server's CPU when its
+// processes are not known (-redis): they would read 0.
+func (t *target) redisCPUKnown(figs []figure) []figure {
+	if len(t.pids) > 0 {
+		return figs
+	}
+	out := figs[:0:0]
+	for _, f := range figs {
+		if !strings.Contains(f.Name, "redis-server") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
