@@ -3,6 +3,10 @@ GO      ?= go
 BIN     ?= bin
 PKGS    ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# A -race binary sleeps 1 s at exit so late race reports can print; races are
+# reported as they happen, and the tests start hundreds of binaries.
+GORACE  ?= atexit_sleep_ms=0
+export GORACE
 
 .DEFAULT_GOAL := help
 

@@ -126,6 +126,12 @@ func baseEnv() []string {
 		}
 		env = append(env, kv)
 	}
+	if raceEnabled && !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		// A binary built with -race sleeps a second at exit (so late
+		// reports can print) unless told not to; the tests start
+		// hundreds of them. Races are still reported as they happen.
+		env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
 	return env
 }
 
