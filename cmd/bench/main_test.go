@@ -88,3 +88,13 @@ func TestRedisHostPort(t *testing.T) {
 		}
 	}
 }
+
+func TestNPMReason(t *testing.T) {
+	out := "npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error errno ECONNREFUSED\nnpm error FetchError: request failed\nnpm error A complete log of this run can be found in: /root/.npm/_logs/x-debug-0.log\n"
+	if got, want := npmReason(out), "npm error code ECONNREFUSED; npm error syscall connect; npm error errno ECONNREFUSED"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := npmReason("npm error A complete log of this run can be found in: x.log\n"); got != "no output" {
+		t.Fatalf("%q", got)
+	}
+}

@@ -116,7 +116,7 @@ func (e *env) installPeer(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ictx, "npm", args...)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", skipped("npm install %s failed (%v): %s", strings.Join(peerPackages, " "), err, lastLine(string(out)))
+		return "", skipped("npm install %s failed (%v): %s", strings.Join(peerPackages, " "), err, npmReason(string(out)))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "peer.js"), peerJS, 0o644); err != nil {
 		return "", err
@@ -124,9 +124,23 @@ func (e *env) installPeer(ctx context.Context) (string, error) {
 	return dir, nil
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+// npmReason is the gist of npm's error output: its first few error lines,
+// without the pointer to its log file.
+func npmReason(out string) string {
+	var keep []string
+	for line := range strings.Lines(out) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.Contains(line, "complete log of this run") {
+			continue
+		}
+		if keep = append(keep, line); len(keep) == 3 {
+			break
+		}
+	}
+	if len(keep) == 0 {
+		return "no output"
+	}
+	return strings.Join(keep, "; ")
 }
 
 // peerRun is what runPeer measured.
