@@ -98,3 +98,17 @@ func TestNPMReason(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+func TestPeerRedisEnv(t *testing.T) {
+	got, err := peerRedisEnv("redis-cluster://127.0.0.1:7000,127.0.0.1:7001")
+	if err != nil || len(got) != 1 || got[0] != "REDIS_NODES=127.0.0.1:7000,127.0.0.1:7001" {
+		t.Fatalf("%q %v", got, err)
+	}
+	got, err = peerRedisEnv("redis://127.0.0.1:6390/0")
+	if err != nil || len(got) != 2 || got[0] != "REDIS_HOST=127.0.0.1" || got[1] != "REDIS_PORT=6390" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if _, err := peerRedisEnv("redis-cluster://u:pw@h:7000"); err == nil {
+		t.Fatal("credentials: no error")
+	}
+}

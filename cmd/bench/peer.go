@@ -48,11 +48,8 @@ func peerScenario(ctx context.Context, e *env) (result, error) {
 	if e.short {
 		n = 1000
 	}
-	if e.onCluster() {
-		return result{}, skipped("on a Redis Cluster (the peer's BullMQ queue would need a {hash-tagged} prefix and ioredis' Cluster client; not written)")
-	}
 	if e.redisURL != "" {
-		if _, _, err := redisHostPort(e.redisURL); err != nil {
+		if _, err := peerRedisEnv(e.redisURL); err != nil {
 			return result{}, skipped("%v", err)
 		}
 	}
@@ -159,7 +156,7 @@ func runPeer(ctx context.Context, e *env, tg *target, dir string, n, conc int) (
 		return peerRun{}, err
 	}
 	defer stopSim()
-	host, port, err := redisHostPort(tg.url)
+	redisEnv, err := peerRedisEnv(tg.url)
 	if err != nil {
 		return peerRun{}, err
 	}
@@ -181,7 +178,7 @@ func runPeer(ctx context.Context, e *env, tg *target, dir string, n, conc int) (
 
 	cmd := exec.CommandContext(ctx, "node", "peer.js")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "REDIS_HOST="+host, "REDIS_PORT="+port, "SIM_URL="+simURL,
+	cmd.Env = append(append(os.Environ(), redisEnv...), "SIM_URL="+simURL,
 		fmt.Sprintf("N=%d", n), fmt.Sprintf("CONCURRENCY=%d", conc), "FROM="+benchFrom, "OPTOUT_KEY="+peerOptOutKey,
 		"MESSAGES="+file, "ACCOUNT_SID="+twiliosim.AccountSIDDefault, "AUTH_TOKEN="+twiliosim.AuthTokenDefault)
 	stdin, err := cmd.StdinPipe()
@@ -254,11 +251,27 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
+// peerRedisEnv is where peer.js finds Redis: REDIS_HOST and REDIS_PORT for
+// a redis:// node, REDIS_NODES for a redis-cluster:// one.
+func peerRedisEnv(raw string) ([]string, error) {
+	if rest, ok := strings.CutPrefix(raw, "redis-cluster://"); ok {
+		if strings.ContainsAny(rest, "@?/") {
+			return nil, errors.New("the peer is given a cluster's host:port list only, no credentials or options")
+		}
+		return []string{"REDIS_NODES=" + rest}, nil
+	}
+	host, port, err := redisHostPort(raw)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"REDIS_HOST=" + host, "REDIS_PORT=" + port}, nil
+}
+
 // redisHostPort is the host and port of a redis:// URL.
 func redisHostPort(raw string) (string, string, error) {
 	rest, ok := strings.CutPrefix(raw, "redis://")
 	if !ok {
-		return "", "", errors.New("the peer runs on a redis:// node only")
+		return "", "", errors.New("the peer runs on a redis:// node or a redis-cluster:// list only")
 	}
 	hostport, _, _ := strings.Cut(rest, "/")
 	if i := strings.LastIndexByte(hostport, '@'); i >= 0 {

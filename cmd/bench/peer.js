@@ -21,8 +21,16 @@ const env = (k) => {
   if (!v) throw new Error(k + " is not set");
   return v;
 };
-const redisHost = env("REDIS_HOST");
-const redisPort = Number(env("REDIS_PORT"));
+// REDIS_NODES (host:port,…) is a Redis Cluster; else REDIS_HOST and REDIS_PORT
+// name one node.
+const clusterNodes = (process.env.REDIS_NODES || "").split(",").filter(Boolean).map((a) => {
+  const i = a.lastIndexOf(":");
+  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+});
+const onCluster = clusterNodes.length > 0;
+const newRedis = (extra) => onCluster
+  ? new IORedis.Cluster(clusterNodes, { redisOptions: { ...extra } })
+  : new IORedis({ host: env("REDIS_HOST"), port: Number(env("REDIS_PORT")), ...extra });
 const simURL = new URL(env("SIM_URL"));
 const n = Number(env("N"));
 const concurrency = Number(env("CONCURRENCY"));
@@ -46,8 +54,9 @@ class SimClient extends (RequestClient.default || RequestClient) {
 }
 
 async function main() {
-  const connection = { host: redisHost, port: redisPort, maxRetriesPerRequest: null };
-  const queue = new Queue("sms", { connection });
+  // On a cluster, BullMQ's keys need one hash tag: the prefix {bull}.
+  const prefix = onCluster ? "{bull}" : "bull";
+  const queue = new Queue("sms", { connection: newRedis({ maxRetriesPerRequest: null }), prefix });
   // MESSAGES is a JSON file: [{"to": "+1…", "body": "…"}, …], N of them.
   const messages = JSON.parse(require("node:fs").readFileSync(env("MESSAGES"), "utf8"));
   if (messages.length !== n) throw new Error(`MESSAGES has ${messages.length} messages, want ${n}`);
@@ -60,7 +69,7 @@ async function main() {
   const rl = readline.createInterface({ input: process.stdin });
   await new Promise((resolve) => rl.on("line", (l) => { if (l.trim() === "go") resolve(); }));
 
-  const redis = new IORedis({ host: redisHost, port: redisPort });
+  const redis = newRedis({});
   const client = twilio(env("ACCOUNT_SID"), env("AUTH_TOKEN"), { httpClient: new SimClient() });
   let completed = 0, failed = 0, optedOut = 0, firstError = "";
   const start = process.hrtime.bigint();
@@ -73,7 +82,7 @@ async function main() {
     }
     const m = await client.messages.create({ to: job.data.to, from, body: job.data.body });
     return { sid: m.sid };
-  }, { connection, concurrency, autorun: false });
+  }, { connection: newRedis({ maxRetriesPerRequest: null }), prefix, concurrency, autorun: false });
   const settle = () => { if (completed + failed >= n) finish(); };
   worker.on("completed", () => { completed++; settle(); });
   worker.on("failed", (_job, err) => { failed++; if (!firstError) firstError = String(err && err.message); settle(); });
