@@ -44,18 +44,6 @@ func (e *env) where() string {
 	return "a private redis-server per scenario"
 }
 
-// onCluster reports whether the scenarios run on a Redis Cluster.
-func (e *env) onCluster() bool {
-	if e.cluster {
-		return true
-	}
-	if e.redisURL == "" {
-		return false
-	}
-	c, err := redisconn.Parse(e.redisURL)
-	return err == nil && c.Kind == redisconn.KindCluster
-}
-
 // redis gives a scenario its Redis, empty, with a client whose pool suits
 // the bench's 16 producers.
 func (e *env) redis(ctx context.Context) (*target, error) {
