@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -316,5 +317,58 @@ func TestCancelStopsEverythingNotSent(t *testing.T) {
 	}
 	if _, err := store.Cancel(bg, insp, "nope"); !errors.Is(err, campaign.ErrNotFound) {
 		t.Fatalf("cancel unknown: %v", err)
+	}
+}
+
+// A batch larger than campaign.EnqueueFanout enqueues its tasks several at
+// a time: every new recipient is queued once, a task a dead submission
+// already queued counts as already queued, and a re-run enqueues nothing.
+func TestSubmitLargeBatchesEnqueueEachRecipientOnce(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	const n = 600
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "+1415555%04d\n", i)
+		if i%50 == 0 { // a repeat, later in the list
+			fmt.Fprintf(&in, "+1 415 555 %04d\n", i)
+		}
+	}
+	// A dead submission reserved +14155550007 and queued its task, but did
+	// not confirm it.
+	rdb.HSet(bg, "tw:campaign:{big}:to", "+14155550007", "r:dead")
+	rdb.HSet(bg, "tw:campaign:{big}", "total", 1)
+	task, err := tasks.NewSendSMSTask(tasks.SMSPayload{To: "+14155550007", Body: "x", Campaign: "big"}, tasks.Rules{}, asynq.Queue(tasks.QueueBulk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(task, asynq.TaskID(campaign.TaskID("big", "+14155550007"))); err != nil {
+		t.Fatal(err)
+	}
+	d := campaign.Deps{Redis: rdb, Workers: 4, Batch: 4*campaign.EnqueueFanout + 3}
+	req := campaign.Request{Campaign: "big", Body: "x"}
+	sum := submitFile(t, d, req, in.String())
+	checkSummary(t, sum, n+n/50, n-1, 1, n/50, 0, 0)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	if q, _ := insp.GetQueueInfo(tasks.QueueBulk); q.Size != n {
+		t.Fatalf("bulk queue holds %d tasks, want %d", q.Size, n)
+	}
+	for _, i := range []int{0, 1, 299, 599} {
+		num := fmt.Sprintf("+1415555%04d", i)
+		if _, err := insp.GetTaskInfo(tasks.QueueBulk, campaign.TaskID("big", num)); err != nil {
+			t.Fatalf("task for recipient %d: %v", i, err)
+		}
+	}
+	st, err := campaign.NewStore(rdb).Status(bg, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Total != n || st.Enqueued != n-1 {
+		t.Fatalf("status %+v, want total %d enqueued %d", st, n, n-1)
+	}
+	again := submitFile(t, d, req, in.String())
+	checkSummary(t, again, n+n/50, 0, n, n/50, 0, 0)
+	if q, _ := insp.GetQueueInfo(tasks.QueueBulk); q.Size != n {
+		t.Fatalf("after the re-run the bulk queue holds %d tasks, want %d", q.Size, n)
 	}
 }

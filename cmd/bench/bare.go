@@ -24,7 +24,7 @@ type bare struct {
 	started map[string]time.Time
 }
 
-func startBare(rdb *redis.Client, concurrency int) (*bare, error) {
+func startBare(rdb redis.UniversalClient, concurrency int) (*bare, error) {
 	b := &bare{started: map[string]time.Time{}}
 	b.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              concurrency,

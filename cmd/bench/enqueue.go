@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -33,13 +32,12 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
+	defer tg.close()
+	rdb := tg.rdb
 
 	// Baseline: bare asynq enqueues.
 	size, err := payloadSize(benchCampaign)
@@ -48,6 +46,11 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	pl := padding(size)
+	m := meter{rdb: rdb, redisPids: tg.pids}
+	bareBefore, err := m.read(ctx)
+	if err != nil {
+		return result{}, err
+	}
 	start := time.Now()
 	err = parallel(ctx, n, producers, func(int) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(typeNoop, pl, asynq.Queue(tasks.QueueBulk)))
@@ -57,6 +60,11 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 		return result{}, fmt.Errorf("bare asynq: %w", err)
 	}
 	bareRate := float64(n) / time.Since(start).Seconds()
+	bareAfter, err := m.read(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	bareUse := bareAfter.sub(bareBefore)
 	if err := flush(ctx, rdb); err != nil {
 		return result{}, err
 	}
@@ -69,6 +77,8 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 	client = asynq.NewClientFromRedisClient(rdb)
 	var took time.Duration
 	var note string
+	var ours usage // enqueue bulk only: workerCPU is the command's
+	measured := false
 	bulk := hasBulk(ctx, enqueueBin)
 	if bulk {
 		note = fmt.Sprintf("Measured: the `enqueue bulk` command on a file of %d numbers (one process, wall time)", n)
@@ -77,14 +87,25 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 			return result{}, err
 		}
 		cmd := exec.CommandContext(ctx, enqueueBin, "bulk", "--campaign", benchCampaign, "--body", smsPayload(0, "").Body, file)
-		cmd.Env = append(os.Environ(), "REDIS_URL=redis://"+redisAddr+"/0")
+		cmd.Env = append(os.Environ(), "REDIS_URL="+tg.url)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
+		before, err := m.read(ctx)
+		if err != nil {
+			return result{}, err
+		}
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
 			return result{Note: note}, fmt.Errorf("enqueue bulk: %w\n%s", err, out.String())
 		}
 		took = time.Since(start)
+		after, err := m.read(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		ours = after.sub(before)
+		ours.workerCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		measured = true
 	} else {
 		note = "Measured: the producer (producer.SendSMS) from 16 goroutines (this branch's enqueue has no `bulk` subcommand)"
 		start := time.Now()
@@ -106,11 +127,21 @@ func enqueueRate(ctx context.Context, e *env) (result, error) {
 		return result{Note: note}, fmt.Errorf("%d tasks queued on bulk, want %d", queued, n)
 	}
 	rate := float64(n) / took.Seconds()
-	return result{Note: note, Figures: []figure{
+	res := result{Note: note, Figures: []figure{
 		{Name: "recipients", Value: float64(n)},
 		{Name: "tasks queued on bulk", Value: float64(queued)},
 		ratioAtLeast(figure{Name: "enqueued vs bare asynq Enqueue ×16", Value: rate, Unit: "msg/s"}, bareRate, 0.9),
-	}}, nil
+	}}
+	if measured {
+		cmds, redisUS, procUS, _ := ours.perTask(n)
+		bCmds, bRedisUS, _, bBenchUS := bareUse.perTask(n)
+		res.Figures = append(res.Figures,
+			versus(figure{Name: "Redis commands per recipient", Value: cmds}, bCmds),
+			versus(figure{Name: "redis-server CPU per recipient", Value: redisUS, Unit: "µs"}, bRedisUS),
+			versus(figure{Name: "enqueue process CPU per recipient (baseline: the bench's producers)", Value: procUS, Unit: "µs"}, bBenchUS))
+	}
+	res.Figures = tg.redisCPUKnown(res.Figures)
+	return res, nil
 }
 
 // hasBulk reports whether the enqueue binary has the bulk subcommand: its

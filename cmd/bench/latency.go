@@ -26,13 +26,12 @@ func latency(ctx context.Context, e *env) (result, error) {
 		samples, campaign = 30, 1000
 	}
 	const conc = 50
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
+	defer tg.close()
+	rdb := tg.rdb
 
 	bareLat, err := bareLatency(ctx, rdb, asynq.NewClientFromRedisClient(rdb), samples, conc)
 	if err != nil {
@@ -47,7 +46,7 @@ func latency(ctx context.Context, e *env) (result, error) {
 		return result{}, err
 	}
 	defer stopSim()
-	w, err := e.startWorker(ctx, "worker", redisAddr, simURL, append(noLimits, fmt.Sprintf("CONCURRENCY=%d", conc))...)
+	w, err := e.startWorkerURL(ctx, "worker", tg.url, simURL, append(noLimits, fmt.Sprintf("CONCURRENCY=%d", conc))...)
 	if err != nil {
 		return result{}, err
 	}
@@ -189,7 +188,7 @@ func sentAfter(ctx context.Context, sim *twiliosim.Server, probes []probe, other
 
 // bareLatency is bare asynq's enqueue-to-handler-start latency on the
 // critical queue, idle.
-func bareLatency(ctx context.Context, rdb *redis.Client, client *asynq.Client, n, conc int) ([]time.Duration, error) {
+func bareLatency(ctx context.Context, rdb redis.UniversalClient, client *asynq.Client, n, conc int) ([]time.Duration, error) {
 	size, err := payloadSize("")
 	if err != nil {
 		return nil, err

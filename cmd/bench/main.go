@@ -15,6 +15,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,16 +32,25 @@ type scenario struct {
 	name string
 	desc string
 	run  func(ctx context.Context, env *env) (result, error)
+	// ownRedis, when set, says why the scenario runs only on a private
+	// redis-server of its own; with -cluster or -redis its row says so.
+	ownRedis string
 }
 
+// ownRedis is why a scenario that starts its own redis-server does not run
+// on a cluster or on the Redis -redis names.
+const ownRedis = "not ported to -cluster / -redis: it starts its own private redis-server"
+
 var scenarios = []scenario{
-	{"throughput", "N sms:send pre-queued on default, CONCURRENCY=50, zero-latency simulator, limits and Twilio pacing (TWILIO_MAX_RPS/TWILIO_MAX_CONCURRENT=10000) not binding, first delivery poll 1 min out; drain time vs bare asynq (no-op handler, same concurrency, Redis, queues, task options and payload size)", throughput},
-	{"twilio-latency", "N sms:send pre-queued, simulator at 100 ms, CONCURRENCY=200, limits and Twilio pacing not binding; drain rate vs the bound CONCURRENCY/latency = 2000/s", twilioLatency},
-	{"enqueue", "N recipients through the producer path (enqueue bulk, or the producer (producer.SendSMS) from 16 goroutines) vs asynq.Client.Enqueue from 16 goroutines, same payload size, same Redis", enqueueRate},
-	{"latency", "critical sms:send (CONCURRENCY=50, zero-latency simulator, limits and pacing not binding), enqueue to the simulator's createdAt, samples 20 ms apart, idle and while a bulk campaign drains; baseline: bare asynq enqueue to no-op handler start, idle", latency},
-	{"sender-limit", "1 sender shared by 2 workers at SENDER_RATE=20/s, then by 4 workers at 50/s; single-segment messages to distinct recipients", senderLimit},
-	{"pool", "2 workers, SENDER_POOL of 20 numbers at SENDER_RATE=5/s each, 10,000 messages without a sender through producer.SendSMS (booked against the pool's 100/s), zero-latency simulator", senderPool},
-	{"memory", "Redis bytes per pending task (INFO used_memory before/after N tasks): sms:send through the producer (producer.SendSMS) vs a bare asynq task with payload {}", memory},
+	{"throughput", "N sms:send pre-queued on default, CONCURRENCY=50, zero-latency simulator, limits and Twilio pacing (TWILIO_MAX_RPS/TWILIO_MAX_CONCURRENT=10000) not binding, first delivery poll 1 min out; drain time vs bare asynq (no-op handler, same concurrency, Redis, queues, task options and payload size)", throughput, ""},
+	{"twilio-latency", "N sms:send pre-queued, simulator at 100 ms, CONCURRENCY=200, limits and Twilio pacing not binding; drain rate vs the bound CONCURRENCY/latency = 2000/s", twilioLatency, ""},
+	{"enqueue", "N recipients through the producer path (enqueue bulk, or the producer (producer.SendSMS) from 16 goroutines) vs asynq.Client.Enqueue from 16 goroutines, same payload size, same Redis", enqueueRate, ""},
+	{"latency", "critical sms:send (CONCURRENCY=50, zero-latency simulator, limits and pacing not binding), enqueue to the simulator's createdAt, samples 20 ms apart, idle and while a bulk campaign drains; baseline: bare asynq enqueue to no-op handler start, idle", latency, ""},
+	{"sender-limit", "1 sender shared by 2 workers at SENDER_RATE=20/s, then by 4 workers at 50/s; single-segment messages to distinct recipients", senderLimit, ownRedis},
+	{"pool", "2 workers, SENDER_POOL of 20 numbers at SENDER_RATE=5/s each, 10,000 messages without a sender through producer.SendSMS (booked against the pool's 100/s), zero-latency simulator", senderPool, ""},
+	{"memory", "Redis bytes per pending task (INFO used_memory before/after N tasks): sms:send through the producer (producer.SendSMS) vs a bare asynq task with payload {}", memory, ""},
+	{"peer", "the same N messages through our pipeline (the throughput row's path, CONCURRENCY=50) and through BullMQ + twilio-node (Queue.addBulk, a Worker at concurrency 50 whose job runs SISMEMBER on the opt-out set, then client.messages.create), same Redis and simulator; Redis commands include each side's enqueue", peerScenario, ""},
+	{"redis-cost", "Redis commands (INFO stats, incl. inside Lua): 4 idle workers over a window, and per message for producer.SendSMS, enqueue bulk and the handler path", redisCost, ""},
 }
 
 // figure is one measured value, with the baseline it is compared with and
@@ -69,6 +79,7 @@ type row struct {
 	Note     string        `json:"note,omitempty"`
 	Figures  []figure      `json:"figures"`
 	Err      string        `json:"error,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"` // why the scenario did not run here`
 	Took     time.Duration `json:"tookNs"`
 }
 
@@ -76,14 +87,18 @@ type row struct {
 type report struct {
 	Machine machine `json:"machine"`
 	Short   bool    `json:"short"`
+	Redis   string  `json:"redis"`
 	Rows    []row   `json:"rows"`
+	Targets []goal  `json:"targets"`
 }
 
 // env is what scenarios share: where the binaries are, and the options.
 type env struct {
-	short bool
-	dir   string // temporary directory: binaries, redis data
-	log   io.Writer
+	short    bool
+	dir      string // temporary directory: binaries, redis data
+	log      io.Writer
+	redisURL string // -redis: run on this Redis (emptied by each scenario) instead of a private one
+	cluster  bool   // -cluster: a private 3-master Redis Cluster per scenario
 }
 
 func main() {
@@ -97,7 +112,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	strict := fs.Bool("strict", false, "exit 1 when a figure misses its target, too")
 	jsonPath := fs.String("json", "bench-results.json", "write the figures here (empty: do not write)")
 	only := fs.String("run", "", "run only the scenarios whose name matches this regular expression")
+	redisURL := fs.String("redis", os.Getenv("BENCH_REDIS_URL"), "run on this Redis (REDIS_URL syntax, redis-cluster:// too; default $BENCH_REDIS_URL) instead of a private redis-server: EVERY KEY IN IT IS DELETED")
+	cluster := fs.Bool("cluster", false, "run on a private 3-master Redis Cluster (redis-server and redis-cli on PATH)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cluster && *redisURL != "" {
+		fmt.Fprintln(stderr, "bench: -cluster and -redis (or BENCH_REDIS_URL) exclude each other")
 		return 2
 	}
 	var match *regexp.Regexp
@@ -117,8 +138,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	e := &env{short: *short, dir: dir, log: stderr}
-	rep := report{Machine: describeMachine(ctx), Short: *short}
+	e := &env{short: *short, dir: dir, log: stderr, redisURL: *redisURL, cluster: *cluster}
+	rep := report{Machine: describeMachine(ctx), Short: *short, Redis: e.where()}
 	errored, missed := false, false
 	for _, s := range scenarios {
 		if match != nil && !match.MatchString(s.name) {
@@ -126,9 +147,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "bench: %s…\n", s.name)
 		start := time.Now()
-		res, err := s.run(ctx, e)
+		var res result
+		var err error
+		if s.ownRedis != "" && (e.cluster || e.redisURL != "") {
+			err = errSkip{s.ownRedis}
+		} else {
+			res, err = s.run(ctx, e)
+		}
 		r := row{Scenario: s.name, Desc: s.desc, Note: res.Note, Figures: res.Figures, Took: time.Since(start)}
-		if err != nil {
+		var skip errSkip
+		if errors.As(err, &skip) {
+			r.Skipped = skip.why
+			fmt.Fprintf(stderr, "bench: %s: %v\n", s.name, err)
+		} else if err != nil {
 			r.Err = err.Error()
 			errored = true
 			fmt.Fprintf(stderr, "bench: %s: %v\n", s.name, err)
@@ -137,6 +168,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		rep.Rows = append(rep.Rows, r)
 	}
 	rep.Machine.LoadAfter = loadAverage()
+	rep.Targets = targetsOf(rep.Rows)
 	printReport(stdout, rep)
 	if *jsonPath != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -175,9 +207,15 @@ func printReport(w io.Writer, rep report) {
 	if rep.Short {
 		mode = " (-short)"
 	}
-	fmt.Fprintf(w, "Run %s%s on %s, %d cores, %s; %s; redis-server %s; asynq %s. Load average %s before, %s after.\n\n",
-		m.Date.Format("2006-01-02 15:04 MST"), mode, m.CPU, m.Cores, m.OS, m.Go, m.Redis, m.Asynq, m.LoadBefore, m.LoadAfter)
+	where := ""
+	if rep.Redis != "" {
+		where = "; on " + rep.Redis
+	}
+	fmt.Fprintf(w, "Run %s%s on %s, %d cores, %s; %s; redis-server %s; asynq %s%s. Load average %s before, %s after.\n\n",
+		m.Date.Format("2006-01-02 15:04 MST"), mode, m.CPU, m.Cores, m.OS, m.Go, m.Redis, m.Asynq, where, m.LoadBefore, m.LoadAfter)
 	printTable(w, rep.Rows)
+	fmt.Fprintln(w)
+	printTargets(w, rep.Targets)
 	fmt.Fprintln(w)
 	for _, r := range rep.Rows {
 		fmt.Fprintf(w, "- **%s** (%s): %s", r.Scenario, r.Took.Round(100*time.Millisecond), r.Desc)
@@ -195,6 +233,10 @@ func printTable(w io.Writer, rows []row) {
 		name := r.Scenario
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s | error | %s | | | | ✗ |\n", name, cell(r.Err))
+			name = ""
+		}
+		if r.Skipped != "" {
+			fmt.Fprintf(w, "| %s | skipped: %s | | | | | |\n", name, cell(r.Skipped))
 			name = ""
 		}
 		for _, f := range r.Figures {

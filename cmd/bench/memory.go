@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -20,13 +19,12 @@ func memory(ctx context.Context, e *env) (result, error) {
 	if e.short {
 		n = 2000
 	}
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
+	defer tg.close()
+	rdb := tg.rdb
 	client := asynq.NewClientFromRedisClient(rdb)
 
 	bare, err := bytesPerTask(ctx, rdb, n, func(int) error {
@@ -64,7 +62,7 @@ func memory(ctx context.Context, e *env) (result, error) {
 
 // bytesPerTask is the growth of used_memory per task over n calls of
 // enqueue from 16 goroutines.
-func bytesPerTask(ctx context.Context, rdb *redis.Client, n int, enqueue func(i int) error) (float64, error) {
+func bytesPerTask(ctx context.Context, rdb redis.UniversalClient, n int, enqueue func(i int) error) (float64, error) {
 	before, err := usedMemory(ctx, rdb)
 	if err != nil {
 		return 0, err

@@ -49,6 +49,11 @@ type worker struct {
 // at simURL from benchFrom, with the bench's poll interval, warnings only in
 // its log, and extra settings last (they win).
 func (e *env) startWorker(ctx context.Context, name, redisAddr, simURL string, extra ...string) (*worker, error) {
+	return e.startWorkerURL(ctx, name, "redis://"+redisAddr+"/0", simURL, extra...)
+}
+
+// startWorkerURL is startWorker on the Redis that redisURL names.
+func (e *env) startWorkerURL(ctx context.Context, name, redisURL, simURL string, extra ...string) (*worker, error) {
 	bin, err := e.buildWorker(ctx)
 	if err != nil {
 		return nil, err
@@ -58,7 +63,7 @@ func (e *env) startWorker(ctx context.Context, name, redisAddr, simURL string, e
 		return nil, err
 	}
 	settings := append([]string{
-		"REDIS_URL=redis://" + redisAddr + "/0", "HTTP_ADDR=" + addr, "TWILIO_API_URL=" + simURL,
+		"REDIS_URL=" + redisURL, "HTTP_ADDR=" + addr, "TWILIO_API_URL=" + simURL,
 		"TWILIO_ACCOUNT_SID=" + twiliosim.AccountSIDDefault, "TWILIO_AUTH_TOKEN=" + twiliosim.AuthTokenDefault,
 		"TWILIO_PHONE_NUMBER=" + benchFrom, "POLL_INTERVAL=" + pollInterval.String(), "LOG_LEVEL=warn",
 	}, extra...)
@@ -115,12 +120,8 @@ func infoField(info, name string) (int64, error) {
 	return 0, fmt.Errorf("INFO has no %s", name)
 }
 
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
-	}
-	return infoField(info, "used_memory")
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
+	return infoSum(ctx, rdb, "memory", "used_memory")
 }
 
 // benchAreaCodes are US area codes; with the 555 exchange they give the
@@ -203,7 +204,7 @@ func drain(ctx context.Context, m meter, queue string, n int, timeout time.Durat
 
 // publishUnbound publishes limits that do not bind, as a worker started with
 // noLimits would, and returns the producers' booker loaded from them.
-func publishUnbound(ctx context.Context, rdb *redis.Client) (*ratelimit.Limiter, error) {
+func publishUnbound(ctx context.Context, rdb redis.UniversalClient) (*ratelimit.Limiter, error) {
 	r, err := ratelimit.ParseRate(unbound)
 	if err != nil {
 		return nil, err
@@ -243,10 +244,12 @@ func smsOptions(queue string) []asynq.Option {
 
 // flush empties Redis between a baseline and our run. An asynq.Client
 // remembers which queues it registered, so make a new one after.
-func flush(ctx context.Context, rdb *redis.Client) error { return rdb.FlushAll(ctx).Err() }
+func flush(ctx context.Context, rdb redis.UniversalClient) error {
+	return forEachNode(ctx, rdb, func(ctx context.Context, n *redis.Client) error { return n.FlushAll(ctx).Err() })
+}
 
 // loadBooker is the producers' booker, from the limits a worker published.
-func loadBooker(ctx context.Context, rdb *redis.Client) (*ratelimit.Limiter, error) {
+func loadBooker(ctx context.Context, rdb redis.UniversalClient) (*ratelimit.Limiter, error) {
 	l, err := ratelimit.Load(ctx, rdb, ratelimit.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("the workers' published limits: %w", err)
@@ -297,25 +300,31 @@ type usage struct {
 	redisCPU, workerCPU, benchCPU time.Duration
 }
 
-// meter reads usage counters; pids of 0 are skipped.
+// meter reads usage counters (commands summed over a cluster's masters);
+// pids of 0 are skipped.
 type meter struct {
-	rdb                 *redis.Client
-	redisPid, workerPid int
+	rdb       redis.UniversalClient
+	redisPids []int
+	workerPid int
 }
 
 func (m meter) read(ctx context.Context) (usage, error) {
 	var u usage
-	info, err := m.rdb.Info(ctx, "stats").Result()
-	if err != nil {
+	var err error
+	if u.commands, err = infoSum(ctx, m.rdb, "stats", "total_commands_processed"); err != nil {
 		return u, err
 	}
-	if u.commands, err = infoField(info, "total_commands_processed"); err != nil {
-		return u, err
+	for _, pid := range m.redisPids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return u, err
+		}
+		u.redisCPU += d
 	}
 	for _, p := range []struct {
 		pid int
 		dst *time.Duration
-	}{{m.redisPid, &u.redisCPU}, {m.workerPid, &u.workerCPU}, {os.Getpid(), &u.benchCPU}} {
+	}{{m.workerPid, &u.workerCPU}, {os.Getpid(), &u.benchCPU}} {
 		if p.pid == 0 {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/pool"
@@ -29,11 +28,11 @@ func poolNumber(i int) string { return fmt.Sprintf("+1212555%04d", 100+i) }
 // busiest number-second (the most one number sent in any one-second window,
 // from the simulator's records) and handler runs per message.
 func senderPool(ctx context.Context, e *env) (result, error) {
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
+	defer tg.close()
 	sim, simURL, stopSim, err := startSim()
 	if err != nil {
 		return result{}, err
@@ -49,7 +48,7 @@ func senderPool(ctx context.Context, e *env) (result, error) {
 	}
 	var metricsURLs []string
 	for i := range 2 {
-		w, err := e.startWorker(ctx, fmt.Sprintf("worker %d", i+1), redisAddr, simURL,
+		w, err := e.startWorkerURL(ctx, fmt.Sprintf("worker %d", i+1), tg.url, simURL,
 			fmt.Sprintf("SENDER_RATE=%d/s", poolRate), "SENDER_POOL="+poolList, "CONCURRENCY=100")
 		if err != nil {
 			return result{}, err
@@ -58,8 +57,7 @@ func senderPool(ctx context.Context, e *env) (result, error) {
 		metricsURLs = append(metricsURLs, w.metricsURL)
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rdb.Close()
+	rdb := tg.rdb
 	limiter, err := loadBooker(ctx, rdb)
 	if err != nil {
 		return result{}, err

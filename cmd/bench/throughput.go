@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
@@ -23,38 +22,36 @@ func throughput(ctx context.Context, e *env) (result, error) {
 	if e.short {
 		n = 1000
 	}
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
-	redisPid := rp.cmd.Process.Pid
+	defer tg.close()
+	rdb := tg.rdb
 
-	base, baseUse, err := drainBare(ctx, meter{rdb: rdb, redisPid: redisPid}, n, conc)
+	base, baseUse, err := drainBare(ctx, meter{rdb: rdb, redisPids: tg.pids}, n, conc)
 	if err != nil {
 		return result{}, fmt.Errorf("bare asynq: %w", err)
 	}
 	if err := flush(ctx, rdb); err != nil {
 		return result{}, err
 	}
-	d, err := drainPipeline(ctx, e, rdb, redisPid, redisAddr, n, 0, fmt.Sprintf("CONCURRENCY=%d", conc))
+	d, err := drainPipeline(ctx, e, tg, n, 0, fmt.Sprintf("CONCURRENCY=%d", conc))
 	if err != nil {
 		return result{}, err
 	}
 	ours, bareRate := float64(n)/d.took.Seconds(), float64(n)/base.Seconds()
 	cmds, redisUS, workerUS, simUS := d.use.perTask(n)
 	bCmds, bRedisUS, _, bServerUS := baseUse.perTask(n)
-	return result{Figures: []figure{
+	return result{Figures: tg.redisCPUKnown([]figure{
 		{Name: "messages", Value: float64(n)},
 		ratioAtLeast(figure{Name: "sms:send drained vs bare asynq no-op", Value: ours, Unit: "msg/s"}, bareRate, 0.6),
 		{Name: "handler runs per message sent", Value: d.runsPerMsg},
-		versus(figure{Name: "Redis commands per message (incl. inside Lua)", Value: cmds}, bCmds),
+		held(versus(figure{Name: "Redis commands per message (incl. inside Lua)", Value: cmds, Target: "≤ 25"}, bCmds), cmds <= 25),
 		versus(figure{Name: "redis-server CPU per message", Value: redisUS, Unit: "µs"}, bRedisUS),
 		versus(figure{Name: "worker CPU per message (baseline: bare server)", Value: workerUS, Unit: "µs"}, bServerUS),
 		{Name: "simulator + bench CPU per message", Value: simUS, Unit: "µs"},
-	}}, nil
+	})}, nil
 }
 
 // twilioLatency: the pipeline against a simulator that answers after
@@ -67,32 +64,31 @@ func twilioLatency(ctx context.Context, e *env) (result, error) {
 	if e.short {
 		n = 2000
 	}
-	rp, redisAddr, err := e.startRedis(ctx)
+	tg, err := e.redis(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	defer rp.stop(5 * time.Second)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 4 * producers})
-	defer rdb.Close()
-	d, err := drainPipeline(ctx, e, rdb, rp.cmd.Process.Pid, redisAddr, n, lat, fmt.Sprintf("CONCURRENCY=%d", conc))
+	defer tg.close()
+	d, err := drainPipeline(ctx, e, tg, n, lat, fmt.Sprintf("CONCURRENCY=%d", conc))
 	if err != nil {
 		return result{}, err
 	}
 	rate := float64(n) / d.took.Seconds()
 	_, redisUS, workerUS, simUS := d.use.perTask(n)
-	return result{Figures: []figure{
+	return result{Figures: tg.redisCPUKnown([]figure{
 		{Name: "messages", Value: float64(n)},
 		ratioAtLeast(figure{Name: "sms:send drained vs bound CONCURRENCY/latency", Value: rate, Unit: "msg/s"}, bound, 0.9),
 		{Name: "handler runs per message sent", Value: d.runsPerMsg},
 		{Name: "CPU per message: worker + redis-server + simulator", Value: workerUS + redisUS + simUS, Unit: "µs"},
 		{Name: "worker peak RSS (VmHWM)", Value: float64(d.peakRSS) / (1 << 20), Unit: "MiB"},
-	}}, nil
+	})}, nil
 }
 
 // drained is what drainPipeline measured.
 type drained struct {
 	took       time.Duration
-	use        usage
+	use        usage // the drain
+	enqueue    usage // queuing the n messages (the worker idle meanwhile)
 	runsPerMsg float64
 	peakRSS    int64 // the worker's VmHWM at the end, bytes
 }
@@ -101,7 +97,8 @@ type drained struct {
 // noLimits and extra, queues n messages on the paused default queue through
 // producer.SendSMS, resumes the queue and times until every sms:send task
 // is completed.
-func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int, redisAddr string, n int, lat time.Duration, extra ...string) (drained, error) {
+func drainPipeline(ctx context.Context, e *env, tg *target, n int, lat time.Duration, extra ...string) (drained, error) {
+	rdb := tg.rdb
 	sim, simURL, stopSim, err := startSim()
 	if err != nil {
 		return drained{}, err
@@ -112,7 +109,7 @@ func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int,
 			return drained{}, err
 		}
 	}
-	w, err := e.startWorker(ctx, "worker", redisAddr, simURL, append(noLimits, extra...)...)
+	w, err := e.startWorkerURL(ctx, "worker", tg.url, simURL, append(noLimits, extra...)...)
 	if err != nil {
 		return drained{}, err
 	}
@@ -127,6 +124,11 @@ func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int,
 		return drained{}, err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
+	m := meter{rdb: rdb, redisPids: tg.pids, workerPid: w.cmd.Process.Pid}
+	queuing, err := m.read(ctx)
+	if err != nil {
+		return drained{}, err
+	}
 	err = parallel(ctx, n, producers, func(i int) error {
 		_, err := enqueueSMS(ctx, rdb, client, booker, smsPayload(i, ""), tasks.Rules{}, asynq.TaskID(fmt.Sprintf("tp-%d", i)))
 		return err
@@ -134,12 +136,15 @@ func drainPipeline(ctx context.Context, e *env, rdb *redis.Client, redisPid int,
 	if err != nil {
 		return drained{}, fmt.Errorf("queue the messages: %w", err)
 	}
-	m := meter{rdb: rdb, redisPid: redisPid, workerPid: w.cmd.Process.Pid}
+	queued, err := m.read(ctx)
+	if err != nil {
+		return drained{}, err
+	}
 	took, use, err := drain(ctx, m, tasks.QueueDefault, n, time.Duration(n)*10*time.Millisecond+time.Minute)
 	if err != nil {
 		return drained{}, fmt.Errorf("%w\n%s", err, w.tail())
 	}
-	d := drained{took: took, use: use}
+	d := drained{took: took, use: use, enqueue: queued.sub(queuing)}
 	d.peakRSS, _ = w.peakRSS()
 	if got := len(sim.Messages()); got != n {
 		return d, fmt.Errorf("the simulator received %d messages, want %d", got, n)
