@@ -25,7 +25,9 @@ func (c *clock) now() time.Time { return c.t }
 func newGuard(t *testing.T, cfg fraud.Config) (*fraud.Guard, *redis.Client, *clock) {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t)
-	c := &clock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	// The real time, as blocks also expire in Redis (PEXPIREAT): a fixed
+	// date would make them expire at once once it has passed.
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	cfg.Now = c.now
 	cfg.Log = commlog.New(rdb, commlog.Config{})
 	return fraud.New(rdb, cfg), rdb, c
