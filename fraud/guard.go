@@ -41,6 +41,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/metrics"
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -197,16 +198,22 @@ func (g *Guard) refusal(number string) *Refusal {
 	if err != nil {
 		return nil // not a number: the constructor's own check refuses it
 	}
+	return g.refusalOf(int(num.GetCountryCode()), func() string { return regionOf(num) }, func() NumberType { return typeOf(num) })
+}
+
+// refusalOf is refusal for a number of country code cc, whose region and
+// refusable type (or "") the functions tell when asked.
+func (g *Guard) refusalOf(cc int, regionOf func() string, typeOf func() NumberType) *Refusal {
 	country := ""
 	region := func() string {
 		if country == "" {
-			if country = regionOf(num); country == "" {
+			if country = regionOf(); country == "" {
 				country = "unknown"
 			}
 		}
 		return country
 	}
-	if g.regionMatters(int(num.GetCountryCode())) {
+	if g.regionMatters(cc) {
 		c := region()
 		if slices.Contains(g.cfg.Blocked, c) {
 			return &Refusal{ReasonCountry, c, fmt.Sprintf("country %s is blocked (BLOCKED_COUNTRIES, a high-risk destination for SMS pumping and toll fraud)", c)}
@@ -215,7 +222,7 @@ func (g *Guard) refusal(number string) *Refusal {
 			return &Refusal{ReasonCountry, c, fmt.Sprintf("country %s is not in ALLOWED_COUNTRIES (%s)", c, strings.Join(g.cfg.Allowed, ","))}
 		}
 	}
-	if t := typeOf(num); t != "" && !slices.Contains(g.cfg.AllowTypes, t) {
+	if t := typeOf(); t != "" && !slices.Contains(g.cfg.AllowTypes, t) {
 		c := region()
 		return &Refusal{ReasonNumberType, c, fmt.Sprintf("%s number in %s refused (ALLOW_NUMBER_TYPES=%s allows it)", t, c, t)}
 	}
@@ -249,6 +256,29 @@ func (g *Guard) CheckEnqueue(_ context.Context, number, source string) error {
 		return nil
 	}
 	if r := g.refusal(number); r != nil {
+		g.cfg.Metrics.FraudBlocked(r.Reason, r.Country)
+		return &tasks.FieldError{Field: "to", Problem: r.Problem, Err: r}
+	}
+	return nil
+}
+
+// CheckNumber is CheckEnqueue for a number the caller has parsed already
+// (phone.ParseInfo): the same checks and answers, without parsing it again
+// (a bulk submission checks every recipient).
+func (g *Guard) CheckNumber(_ context.Context, n phone.Info, source string) error {
+	if g == nil || !e164Pattern.MatchString(n.Number().String()) {
+		return nil
+	}
+	r := g.refusalOf(n.CountryCode(), n.Region, func() NumberType {
+		switch n.Type() {
+		case phone.TypePremiumRate:
+			return PremiumRate
+		case phone.TypeSharedCost:
+			return SharedCost
+		}
+		return ""
+	})
+	if r != nil {
 		g.cfg.Metrics.FraudBlocked(r.Reason, r.Country)
 		return &tasks.FieldError{Field: "to", Problem: r.Problem, Err: r}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -65,9 +66,21 @@ func TestCheckEnqueue(t *testing.T) {
 		{"GB inside ALLOWED_COUNTRIES", only, "+447400123456", ""},
 		{"premium-rate allowed", premium, "+19002345678", ""},
 		{"shared-cost still refused", premium, "+33884012345", "shared-cost"},
+		{"CA outside ALLOWED_COUNTRIES", only, "+16135550123", "country CA is not in ALLOWED_COUNTRIES (US,GB)"},
+		{"Twilio test number", only, "+15005550006", ""},
+		{"no country outside ALLOWED_COUNTRIES", only, "+80012345678", "country 001 is not in ALLOWED_COUNTRIES"},
+		{"no country goes", def, "+80012345678", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.g.CheckEnqueue(ctx, c.to, fraud.SourceAgent)
+			// CheckNumber, for a number parsed already, answers the same.
+			info, perr := phone.ParseInfo(c.to, "")
+			if perr != nil {
+				t.Fatalf("phone.ParseInfo: %v", perr)
+			}
+			if nerr := c.g.CheckNumber(ctx, info, fraud.SourceAgent); fmt.Sprint(nerr) != fmt.Sprint(err) {
+				t.Fatalf("CheckNumber = %v, CheckEnqueue = %v", nerr, err)
+			}
 			if c.refuse == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

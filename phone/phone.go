@@ -111,26 +111,99 @@ type Number string
 // plain error naming it, because that is the caller's configuration, not the
 // input, at fault.
 func Parse(s string, defaultRegion string) (Number, error) {
+	in, err := ParseInfo(s, defaultRegion)
+	return in.number, err
+}
+
+// Info is what [ParseInfo] learned about a valid number on the way: its
+// E.164 form, its number type and its region. A caller that checks the
+// country or the type after parsing (the fraud guard) asks Info instead of
+// parsing the number again; libphonenumber's parsing and validation are
+// most of the cost of a bulk submission. The zero Info is no number.
+type Info struct {
+	number Number
+	typ    Type
+	num    *phonenumbers.PhoneNumber
+}
+
+// Number returns the number in E.164 form, as [Parse] does.
+func (in Info) Number() Number { return in.number }
+
+// Type returns the number's type by libphonenumber's metadata
+// (TypeUnknown for a Twilio test number the metadata does not know).
+func (in Info) Type() Type { return in.typ }
+
+// CountryCode returns the number's country calling code (1 for +1…), 0 for
+// the zero Info.
+func (in Info) CountryCode() int { return int(in.num.GetCountryCode()) }
+
+// Region is [Number.Region] without parsing the number again. Where
+// several regions share the country code (+1) it runs libphonenumber's
+// validation per region: call it only when the region matters.
+func (in Info) Region() string {
+	if in.num == nil {
+		return ""
+	}
+	return regionOf(in.num)
+}
+
+// Type is a number's type, libphonenumber's PhoneNumberType by name.
+type Type string
+
+// The number types.
+const (
+	TypeUnknown           Type = ""
+	TypeFixedLine         Type = "fixed-line"
+	TypeMobile            Type = "mobile"
+	TypeFixedLineOrMobile Type = "fixed-line-or-mobile"
+	TypeTollFree          Type = "toll-free"
+	TypePremiumRate       Type = "premium-rate"
+	TypeSharedCost        Type = "shared-cost"
+	TypeVoIP              Type = "voip"
+	TypePersonal          Type = "personal"
+	TypePager             Type = "pager"
+	TypeUAN               Type = "uan"
+	TypeVoicemail         Type = "voicemail"
+)
+
+var typeNames = map[phonenumbers.PhoneNumberType]Type{
+	phonenumbers.FIXED_LINE:           TypeFixedLine,
+	phonenumbers.MOBILE:               TypeMobile,
+	phonenumbers.FIXED_LINE_OR_MOBILE: TypeFixedLineOrMobile,
+	phonenumbers.TOLL_FREE:            TypeTollFree,
+	phonenumbers.PREMIUM_RATE:         TypePremiumRate,
+	phonenumbers.SHARED_COST:          TypeSharedCost,
+	phonenumbers.VOIP:                 TypeVoIP,
+	phonenumbers.PERSONAL_NUMBER:      TypePersonal,
+	phonenumbers.PAGER:                TypePager,
+	phonenumbers.UAN:                  TypeUAN,
+	phonenumbers.VOICEMAIL:            TypeVoicemail,
+}
+
+// ParseInfo is [Parse] that also returns what parsing learned about the
+// number (its type, its region). It accepts and refuses exactly what Parse
+// does, with the same errors, at the same cost.
+func ParseInfo(s string, defaultRegion string) (Info, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", &ParseError{ErrEmpty}
+		return Info{}, &ParseError{ErrEmpty}
 	}
 	if len(s) > maxInputLen {
-		return "", &ParseError{ErrTooLong}
+		return Info{}, &ParseError{ErrTooLong}
 	}
 	digits, plus, err := scan(s)
 	if err != nil {
-		return "", err
+		return Info{}, err
 	}
 	switch {
 	case plus:
 	case strings.HasPrefix(digits, "00"):
 		digits, plus = digits[2:], true
 	case defaultRegion == "":
-		return "", &ParseError{ErrNoRegion}
+		return Info{}, &ParseError{ErrNoRegion}
 	}
 	if len(digits) > maxDigits {
-		return "", &ParseError{ErrTooLong}
+		return Info{}, &ParseError{ErrTooLong}
 	}
 
 	var (
@@ -142,30 +215,34 @@ func Parse(s string, defaultRegion string) (Number, error) {
 	} else {
 		region = strings.ToUpper(defaultRegion)
 		if phonenumbers.GetCountryCodeForRegion(region) == 0 {
-			return "", errors.New("phone: unknown default region " + quote(defaultRegion))
+			return Info{}, errors.New("phone: unknown default region " + quote(defaultRegion))
 		}
 	}
 	num, err := phonenumbers.Parse(in, region)
 	if err != nil {
-		return "", &ParseError{parseReason(err)}
+		return Info{}, &ParseError{parseReason(err)}
 	}
 	switch phonenumbers.IsPossibleNumberWithReason(num) {
 	case phonenumbers.IS_POSSIBLE:
 	case phonenumbers.INVALID_COUNTRY_CODE:
-		return "", &ParseError{ErrUnknownCountryCode}
+		return Info{}, &ParseError{ErrUnknownCountryCode}
 	case phonenumbers.TOO_SHORT, phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
 		// Local only: a subscriber number without its area code.
-		return "", &ParseError{ErrTooShort}
+		return Info{}, &ParseError{ErrTooShort}
 	case phonenumbers.TOO_LONG:
-		return "", &ParseError{ErrTooLong}
+		return Info{}, &ParseError{ErrTooLong}
 	default: // INVALID_LENGTH: between the possible lengths, matching none.
-		return "", &ParseError{ErrInvalid}
+		return Info{}, &ParseError{ErrInvalid}
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
-	if !phonenumbers.IsValidNumber(num) && !isTwilioTest(e164) {
-		return "", &ParseError{ErrInvalid}
+	// A number is valid (IsValidNumber) when its region's metadata gives
+	// it a type: asking for the type is the same check, and keeps its
+	// answer for the caller.
+	typ := phonenumbers.GetNumberType(num)
+	if typ == phonenumbers.UNKNOWN && !isTwilioTest(e164) {
+		return Info{}, &ParseError{ErrInvalid}
 	}
-	return Number(e164), nil
+	return Info{number: Number(e164), typ: typeNames[typ], num: num}, nil
 }
 
 // scan checks the characters of s and returns its digits and whether it
@@ -261,6 +338,10 @@ func (n Number) Region() string {
 	if err != nil {
 		return ""
 	}
+	return regionOf(num)
+}
+
+func regionOf(num *phonenumbers.PhoneNumber) string {
 	if r := phonenumbers.GetRegionCodeForNumber(num); r != "" && r != phonenumbers.UNKNOWN_REGION {
 		return r
 	}
