@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/campaign"
+	"github.com/sbagenthub/twilio-worker/fraud"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -370,5 +371,30 @@ func TestSubmitLargeBatchesEnqueueEachRecipientOnce(t *testing.T) {
 	checkSummary(t, again, n+n/50, 0, n, n/50, 0, 0)
 	if q, _ := insp.GetQueueInfo(tasks.QueueBulk); q.Size != n {
 		t.Fatalf("after the re-run the bulk queue holds %d tasks, want %d", q.Size, n)
+	}
+}
+
+// TestSubmitChecksEachRecipientParsed: Deps.Check (the fraud guard's
+// CheckNumber) gets each recipient as validation parsed it, national forms
+// included, and a refusal is an invalid line with the guard's reason.
+func TestSubmitChecksEachRecipientParsed(t *testing.T) {
+	rdb := newRedis(t)
+	d := deps(rdb)
+	d.Rules = tasks.Rules{DefaultRegion: "US"}
+	d.Check = fraud.New(nil, fraud.Config{}).CheckNumber
+	in := "+14155551234\n(900) 234-5678\n+234 803 123 4567\n+44 90 1234 5678\n415 555 1235\n"
+	sum := submitFile(t, d, campaign.Request{Campaign: "guarded", Body: "hi"}, in)
+	checkSummary(t, sum, 5, 2, 0, 0, 3, 0)
+	want := []campaign.InvalidLine{
+		{Line: 2, Reason: "to: premium-rate number in US refused (ALLOW_NUMBER_TYPES=premium-rate allows it)"},
+		{Line: 3, Reason: "to: country NG is blocked (BLOCKED_COUNTRIES, a high-risk destination for SMS pumping and toll fraud)"},
+		{Line: 4, Reason: "to: premium-rate number in GB refused (ALLOW_NUMBER_TYPES=premium-rate allows it)"},
+	}
+	if fmt.Sprint(sum.Invalid) != fmt.Sprint(want) {
+		t.Fatalf("invalid lines %+v, want %+v", sum.Invalid, want)
+	}
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(tasks.QueueBulk)
+	if err != nil || info.Pending != 2 {
+		t.Fatalf("bulk queue: %+v, %v; want the 2 that passed", info, err)
 	}
 }

@@ -3,7 +3,6 @@ package campaign
 import (
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/wake"
 )
@@ -56,9 +56,9 @@ type Deps struct {
 	Progress      func(Progress)
 	ProgressEvery time.Duration
 	// Check, when set, is the pre-enqueue check of each recipient (the
-	// fraud guard's CheckEnqueue): a refused one is an invalid line with
-	// its reason.
-	Check func(ctx context.Context, to, source string) error
+	// fraud guard's CheckNumber, given the number as validation parsed it):
+	// a refused one is an invalid line with its reason.
+	Check func(ctx context.Context, to phone.Info, source string) error
 }
 
 // Request is a campaign submission: the same body (or, for a CSV list, a
@@ -504,24 +504,20 @@ func (r *run) prepare(rw row) (item, string) {
 	if rw.problem != "" {
 		return item{}, rw.problem
 	}
-	// The number is parsed once, by NewSendSMSTask (libphonenumber is most of
-	// the CPU time of a submission); the task id, which needs the E.164
-	// form, is given at enqueue time.
+	// The number is parsed once, by NewSendSMSTaskTo (libphonenumber is
+	// most of the CPU time of a submission), and the check gets it parsed;
+	// the task id, which needs the E.164 form, is given at enqueue time.
 	p := tasks.SMSPayload{To: rw.number, Body: r.tmpl.fill(rw.record), From: r.req.From, Class: r.req.Class, Campaign: r.req.Campaign, Source: r.req.Source}
-	task, err := tasks.NewSendSMSTask(p, r.rules, asynq.Queue(tasks.QueueBulk))
+	task, to, err := tasks.NewSendSMSTaskTo(p, r.rules, asynq.Queue(tasks.QueueBulk))
 	if err != nil {
 		return item{}, err.Error()
 	}
-	var norm struct{ To string }
-	if err := json.Unmarshal(task.Payload(), &norm); err != nil || norm.To == "" {
-		return item{}, "to: could not be normalised"
-	}
 	if r.d.Check != nil {
-		if err := r.d.Check(context.Background(), norm.To, r.req.Source); err != nil {
+		if err := r.d.Check(context.Background(), to, r.req.Source); err != nil {
 			return item{}, err.Error()
 		}
 	}
-	return item{number: norm.To, task: task}, ""
+	return item{number: to.Number().String(), task: task}, ""
 }
 
 func (r *run) invalidLine(line int, reason string) {

@@ -85,7 +85,7 @@ func (s *Server) producer() *producer.Producer {
 				p.Fetcher = s.Twilio
 			}
 			if s.Guard != nil {
-				p.Guard = s.Guard.CheckEnqueue
+				p.Guard, p.GuardNumber = s.Guard.CheckEnqueue, s.Guard.CheckNumber
 			}
 			s.Producer = p
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/sbagenthub/twilio-worker/campaign"
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -66,7 +67,15 @@ func (p *Producer) SubmitCampaignFile(ctx context.Context, req campaign.Request,
 }
 
 func (p *Producer) campaignDeps(o *CampaignOptions) campaign.Deps {
-	d := campaign.Deps{Redis: p.Redis, Client: p.client(), Durability: p.Durability, Rules: p.Rules, Check: p.Guard}
+	d := campaign.Deps{Redis: p.Redis, Client: p.client(), Durability: p.Durability, Rules: p.Rules}
+	switch {
+	case p.GuardNumber != nil:
+		d.Check = p.GuardNumber
+	case p.Guard != nil:
+		d.Check = func(ctx context.Context, to phone.Info, source string) error {
+			return p.Guard(ctx, to.Number().String(), source)
+		}
+	}
 	if o != nil {
 		d.Progress, d.Workers = o.Progress, o.Workers
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/internal/redisconn"
 	"github.com/sbagenthub/twilio-worker/ledger"
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/wake"
 )
@@ -75,6 +76,10 @@ type Producer struct {
 	// makeCall and every campaign recipient, given the request's source
 	// (tasks.SourceAgent or operator); nil refuses none.
 	Guard func(ctx context.Context, to, source string) error
+	// GuardNumber is Guard for a number validation has parsed already (the
+	// fraud guard's CheckNumber): campaigns check each recipient with it,
+	// when set, instead of Guard, which parses the number again.
+	GuardNumber func(ctx context.Context, to phone.Info, source string) error
 	// Durability is REDIS_WAIT_REPLICAS: an enqueue counts (is answered)
 	// only once that many replicas confirmed it.
 	Durability redisconn.Durability

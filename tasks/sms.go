@@ -120,12 +120,30 @@ var (
 // Normalize validates p and returns it with numbers in E.164 and defaults
 // filled. Errors are *FieldError naming the field.
 func (p SMSPayload) Normalize(r Rules) (SMSPayload, error) {
+	p, _, err := p.NormalizeTo(r)
+	return p, err
+}
+
+// NormalizeTo is Normalize that also returns what parsing p.To learned
+// (phone.ParseInfo), for the checks after it that need the recipient's
+// country or number type (the fraud guard's CheckNumber): the number is
+// parsed once.
+func (p SMSPayload) NormalizeTo(r Rules) (SMSPayload, phone.Info, error) {
 	r = r.WithDefaults()
-	to, err := ParseNumber("to", p.To, r.DefaultRegion)
+	to, err := parseNumberInfo("to", p.To, r.DefaultRegion)
 	if err != nil {
-		return p, err
+		return p, phone.Info{}, err
 	}
-	p.To = to.String()
+	p.To = to.Number().String()
+	if p, err = p.normalizeRest(r); err != nil {
+		return p, phone.Info{}, err
+	}
+	return p, to, nil
+}
+
+// normalizeRest is Normalize after To.
+func (p SMSPayload) normalizeRest(r Rules) (SMSPayload, error) {
+	var err error
 	if p.From, err = normalizeSender(p.From, r.DefaultRegion); err != nil {
 		return p, err
 	}
@@ -194,14 +212,19 @@ func Blank(s string) bool {
 
 // ParseNumber parses a phone number for field, as a *FieldError on failure.
 func ParseNumber(field, s, region string) (phone.Number, error) {
-	n, err := phone.Parse(s, region)
+	n, err := parseNumberInfo(field, s, region)
+	return n.Number(), err
+}
+
+func parseNumberInfo(field, s, region string) (phone.Info, error) {
+	n, err := phone.ParseInfo(s, region)
 	if err != nil {
 		var pe *phone.ParseError
 		problem := err.Error()
 		if errors.As(err, &pe) {
 			problem = pe.Error()
 		}
-		return "", &FieldError{Field: field, Problem: problem, Err: err}
+		return phone.Info{}, &FieldError{Field: field, Problem: problem, Err: err}
 	}
 	return n, nil
 }
@@ -229,6 +252,23 @@ func NewSendSMSTask(p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.Task, e
 		return nil, err
 	}
 	return newTask(TypeSendSMS, p, r, opts)
+}
+
+// NewSendSMSTaskTo is NewSendSMSTask that also returns the parsed
+// recipient (SMSPayload.NormalizeTo): a bulk submission checks each one
+// with the fraud guard without parsing it again. Its Number is the
+// payload's To.
+func NewSendSMSTaskTo(p SMSPayload, r Rules, opts ...asynq.Option) (*asynq.Task, phone.Info, error) {
+	r = r.WithDefaults()
+	p, to, err := p.NormalizeTo(r)
+	if err != nil {
+		return nil, phone.Info{}, err
+	}
+	t, err := newTask(TypeSendSMS, p, r, opts)
+	if err != nil {
+		return nil, phone.Info{}, err
+	}
+	return t, to, nil
 }
 
 // newTask encodes a validated payload as a send task: queue default, asynq's

@@ -313,7 +313,7 @@ func newProducer(ctx context.Context, e env, rdb redis.UniversalClient, r tasks.
 		return nil, err
 	}
 	p := &producer.Producer{Redis: rdb, Rules: r, Comms: commLog(e, rdb), Source: "cli", Calls: calls.NewStore(rdb), Durability: dur,
-		Guard: g.CheckEnqueue}
+		Guard: g.CheckEnqueue, GuardNumber: g.CheckNumber}
 	l, b, err := limits(ctx, rdb)
 	if err != nil {
 		return nil, err

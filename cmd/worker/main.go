@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
-			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue},
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue, GuardNumber: guard.CheckNumber},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
