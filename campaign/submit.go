@@ -40,8 +40,10 @@ const (
 // Deps is what a submission needs.
 type Deps struct {
 	Redis redis.UniversalClient
-	// Client enqueues the tasks; nil makes one on Redis. asynq's client is
-	// safe for concurrent use: the workers share it.
+	// Client enqueues the tasks; nil makes one on Redis whose concurrent
+	// enqueues share round trips (one pipeline of scripts instead of a
+	// round trip per task). asynq's client is safe for concurrent use: the
+	// workers share it.
 	Client *asynq.Client
 	Rules  tasks.Rules
 	// Durability (REDIS_WAIT_REPLICAS) confirms each batch's tasks with the
@@ -220,7 +222,9 @@ func submit(ctx context.Context, d Deps, req Request, src source) (Summary, erro
 		return sum, errors.New("campaign: Deps.Redis is nil")
 	}
 	if d.Client == nil {
-		d.Client = asynq.NewClientFromRedisClient(d.Redis)
+		pipe := newScriptPipe(d.Redis)
+		defer pipe.close() // when submit returns: the workers have stopped
+		d.Client = asynq.NewClientFromRedisClient(pipe)
 	}
 	if d.Workers <= 0 {
 		d.Workers = WorkersDefault

@@ -67,7 +67,9 @@ func (p *Producer) SubmitCampaignFile(ctx context.Context, req campaign.Request,
 }
 
 func (p *Producer) campaignDeps(o *CampaignOptions) campaign.Deps {
-	d := campaign.Deps{Redis: p.Redis, Client: p.client(), Durability: p.Durability, Rules: p.Rules}
+	// No Client: the campaign makes its own on p.Redis, which pipelines
+	// its concurrent enqueues.
+	d := campaign.Deps{Redis: p.Redis, Durability: p.Durability, Rules: p.Rules}
 	switch {
 	case p.GuardNumber != nil:
 		d.Check = p.GuardNumber
