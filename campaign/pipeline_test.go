@@ -17,7 +17,13 @@ import (
 // Script.Run's EVAL fallback, other commands pass through, and a caller
 // whose context ends gets its error.
 func TestScriptPipe(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
+	t.Run("node", func(t *testing.T) { testScriptPipe(t, redistest.Start(t).Client(t)) })
+	// A cluster client splits each pipeline by slot: keys k0…k6 are on
+	// different masters.
+	t.Run("cluster", func(t *testing.T) { testScriptPipe(t, redistest.StartCluster(t).Client(t)) })
+}
+
+func testScriptPipe(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	pipe := newScriptPipe(rdb)
 	defer pipe.close()
