@@ -18,6 +18,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -93,7 +94,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	led := ledger.New(h.rdb)
 	h.client = asynq.NewClientFromRedisClient(h.rdb)
 	h.deliveries = delivery.NewStore(h.rdb)
-	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, Enqueuer: h.client,
+	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, FollowUps: &producer.FollowUps{Client: h.client},
 		Polling: tasks.Polling{First: time.Second, Max: time.Second}, RedeliverMax: 2, RedeliverBackoff: time.Second}
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	h.metrics = metrics.New(nil)
@@ -113,7 +114,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
 	}
-	callHandler := &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling}
+	callHandler := &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, FollowUps: &producer.FollowUps{Client: h.client}, Polling: o.polling}
 	if h.limiter != nil {
 		callHandler.Limiter = h.limiter
 	}

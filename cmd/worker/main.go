@@ -175,9 +175,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	fraudCfg := cfg.Fraud
 	fraudCfg.Log, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
 	guard := fraud.New(rdb, fraudCfg)
+	// Every task enters the queue through the producer package: the API's
+	// through a Producer, the handlers' own follow-ups through FollowUps.
 	enqueuer := asynq.NewClientFromRedisClient(rdb)
+	followUps := &producer.FollowUps{Redis: rdb, Client: enqueuer}
 	tracker := &tasks.Tracker{
-		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
+		Store: delivery.NewStore(rdb), Fetcher: tw, FollowUps: followUps, Rules: cfg.Rules, Polling: cfg.Polling,
 		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Comms: commLog, Logger: log, Metrics: m,
 		Guard: guard,
 	}
@@ -188,7 +191,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, FollowUps: followUps, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard, Agents: agentCaller(agents),
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
@@ -237,7 +240,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
 			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue},
