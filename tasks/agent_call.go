@@ -245,7 +245,7 @@ func (h *PollHandler) logEnded(ctx context.Context, log *slog.Logger, rec *calls
 	}
 	e := commlog.Entry{Event: commlog.CallEnded, Channel: "voice", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, From: rec.From,
 		Status: rec.Status, Reason: rec.EndedReason, Source: "poll"}
-	if err := h.Log.Append(ctx, e); err != nil {
+	if err := h.Comms.Append(ctx, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }

@@ -337,7 +337,7 @@ type PollHandler struct {
 	// Agents fetches the calls an assistant conducts (VAPI call ids); nil
 	// archives their polls.
 	Agents AgentCaller
-	Log    *commlog.Log // a call's end is recorded here; nil: not
+	Comms  *commlog.Log // the communications log: a call's end is recorded here; nil: not
 }
 
 // ProcessTask implements asynq.Handler.

@@ -173,7 +173,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	records.Comms = commLog // placed, each status, ended
 	sends := ledger.New(rdb).WithDurability(cfg.Durability).ReadLegacy(legacyLedger)
 	fraudCfg := cfg.Fraud
-	fraudCfg.Log, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
+	fraudCfg.Comms, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
 	guard := fraud.New(rdb, fraudCfg)
 	// Every task enters the queue through the producer package: the API's
 	// through a Producer, the handlers' own follow-ups through FollowUps.
@@ -195,7 +195,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard, Agents: agentCaller(agents),
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
-		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Log: commLog,
+		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Comms: commLog,
 	})
 	smsHandler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
@@ -248,7 +248,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
 		Guard:    guard,
-		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Log: commLog, ToolWait: cfg.VAPI.ToolWait,
+		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Comms: commLog, ToolWait: cfg.VAPI.ToolWait,
 			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"), Observe: m.VAPIToolCall,
 			Ours: func(n string) bool {
 				return n != "" && (n == twCfg.PhoneNumber || slices.Contains(cfg.Pool.Numbers, n))
