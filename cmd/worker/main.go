@@ -1,8 +1,12 @@
 // Command worker delivers the SMS (sms:send) and voice calls (call:make)
-// queued in Redis through Twilio, follows them to their end (sms:track,
-// call:poll) and serves the agent hub's HTTP API (see DESIGN.md). With no Twilio credentials it runs in local mode against the
-// built-in simulator; with REDIS_URL unset and no Redis answering, it starts
-// an embedded in-memory Redis.
+// queued in Redis through Twilio (or VAPI for an assistant's calls), follows
+// them to their end (sms:track, call:poll) and serves the agent hub's HTTP
+// API, Twilio's and VAPI's webhooks, metrics and the dashboard (see
+// DESIGN.md). Every task enters the queue through the producer package: the
+// API's through a producer.Producer, the handlers' own polls and
+// redeliveries through producer.FollowUps. With no Twilio credentials it
+// runs in local mode against the built-in simulator; with REDIS_URL unset
+// and no Redis answering, it starts an embedded in-memory Redis.
 package main
 
 import (
