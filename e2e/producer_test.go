@@ -305,3 +305,23 @@ func TestKeyNamesOneTaskFromTheCLIAndHTTP(t *testing.T) {
 		}
 	}
 }
+
+// Defect 6: what README's table and TypeScript type say of ?wait= is what
+// the worker answers for an opted-out recipient: 200 with exactly
+// {"status":"skipped","reason"}, and nothing sent.
+func TestWaitAnswersTheSkippedShape(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	const to = "+14155550146"
+	if r := runEnqueue(t, s.env, "optout", "add", to); r.code != 0 {
+		t.Fatalf("optout add: exit %d %s", r.code, r.stderr)
+	}
+	h := call(t, "POST", "http://"+s.http+"/v1/actions?wait=30s", `{"action":"sendSMS","arguments":{"to":"`+to+`","body":"Order 46 confirmed"}}`, nil)
+	v := h.json(t)
+	if h.status != 200 || len(v) != 2 || v["status"] != "skipped" || v["reason"] == "" || v["reason"] == nil {
+		t.Fatalf("?wait= for an opted-out recipient: %d %s; want 200 {\"status\":\"skipped\",\"reason\"}", h.status, h.body)
+	}
+	if n := len(messagesToSim(t, s, to)); n != 0 {
+		t.Fatalf("%d messages sent to an opted-out recipient", n)
+	}
+}
