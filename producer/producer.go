@@ -65,8 +65,10 @@ type Producer struct {
 	Rules   tasks.Rules
 	// Source names the entry point in the queued entry ("HTTP API", "cli").
 	Source string
-	// Checks run in order before every sms:send and call:make is queued: the
-	// fraud guard and the sender pool add theirs here.
+	// Checks run in order before every sendSMS and makeCall task is queued
+	// (a check may change the request, e.g. choose a sender). A campaign's
+	// recipients get Guard only: their tasks are built in batches, and a
+	// change to one request could not reach its task.
 	Checks []Check
 	// Logger logs what was queued; nil logs nothing.
 	Logger *slog.Logger
