@@ -27,7 +27,9 @@ func (p *Producer) Status(ctx context.Context, id string) (tasks.Status, error) 
 
 // Cancel deletes a task that has not started (pending or scheduled, a
 // sendAt still ahead): it will not run, its booked rate-limit slots are
-// given back, and the log records it as skipped. A task that is running,
+// given back, and the log records it as skipped. A task that handed its
+// message to Twilio to schedule has it canceled there (Canceler) and goes
+// the same way; once Twilio has sent it, ErrStarted. A task that is running,
 // waiting to retry or done is ErrStarted; an unknown one
 // tasks.ErrTaskNotFound.
 func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) {
@@ -36,6 +38,9 @@ func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) 
 		return tasks.Status{}, err
 	}
 	if info.State != asynq.TaskStatePending && info.State != asynq.TaskStateScheduled {
+		if st, ok, err := p.cancelScheduled(ctx, info); ok {
+			return st, err
+		}
 		return tasks.StatusOf(info), fmt.Errorf("%w: it is %s", ErrStarted, info.State)
 	}
 	if err := p.inspector().DeleteTask(info.Queue, info.ID); err != nil {

@@ -43,10 +43,6 @@ const ScheduleMinDefault = 15 * time.Minute
 // ScheduleMaxAhead is the furthest Twilio schedules a message.
 const ScheduleMaxAhead = 35 * 24 * time.Hour
 
-// scheduleMargin is kept below the minimum: the request must reach Twilio
-// while sendAt is still far enough ahead.
-const scheduleMargin = time.Minute
-
 // StatusScheduled is the result status of a message Twilio holds.
 const StatusScheduled = "scheduled"
 
@@ -61,17 +57,13 @@ func HandsOff(p SMSPayload, sendAt, now time.Time, min time.Duration) bool {
 	return ahead >= min && ahead <= ScheduleMaxAhead
 }
 
-// scheduleMin is the handler's minimum: ScheduleMin, at least Twilio's
-// 15 minutes plus a margin for the request; 0 when the Messenger cannot
+// scheduleMin is the handler's ScheduleMin; 0 when the Messenger cannot
 // schedule.
 func (h *SMSHandler) scheduleMin() time.Duration {
-	if h.ScheduleMin <= 0 {
-		return 0
-	}
 	if s, ok := h.Messenger.(interface{ Schedules() bool }); ok && !s.Schedules() {
 		return 0
 	}
-	return max(h.ScheduleMin, ScheduleMinDefault+scheduleMargin)
+	return h.ScheduleMin
 }
 
 // handOff deals with a task whose payload has SendAt: done is false when
@@ -121,6 +113,12 @@ func (h *SMSHandler) handOff(ctx context.Context, log *slog.Logger, t *asynq.Tas
 			if aerr := h.Ledger.Abandon(ctx, id, p.To); aerr != nil {
 				log.Warn("could not clear the send attempt; the next run will reconcile", "err", aerr)
 			}
+		}
+		if code := twilioapi.CodeOf(err); code == 35114 || code == 35115 {
+			// sendAt came too near while the request was on its way:
+			// the message waits in the queue for its time instead.
+			log.Info("Twilio would not schedule the sms; it waits in the queue for its sendAt", "code", code)
+			return true, &ratelimit.DeferError{Until: at, Reason: fmt.Sprintf("sendAt %s (Twilio %d: not scheduled there)", at.Format(time.RFC3339), code)}
 		}
 		return true, h.failed(ctx, log, p, now, err)
 	}

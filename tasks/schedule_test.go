@@ -145,3 +145,27 @@ func TestSendAtOptedOutAtHandOff(t *testing.T) {
 		t.Fatalf("%d messages scheduled for an opted-out number", n)
 	}
 }
+
+// TestSendAtTooNearForTwilioWaitsInTheQueue: Twilio (its clock ahead here)
+// finds sendAt under 15 minutes away and answers 35114; the message is not
+// archived but waits in the queue for its time.
+func TestSendAtTooNearForTwilioWaitsInTheQueue(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{twilio: withService, scheduleMin: tasks.ScheduleMinDefault})
+	h.sim.Advance(10 * time.Minute)
+	const to = "+14155550193"
+	at := time.Now().Add(20 * time.Minute).UTC().Truncate(time.Second)
+	id := h.enqueue(t, scheduledPayload(to, at))
+	var info *asynq.TaskInfo
+	waitFor(t, "the task to wait for its sendAt", func() bool {
+		var err error
+		info, err = tasks.Find(h.insp, id)
+		return err == nil && info.State == asynq.TaskStateRetry
+	})
+	if info.NextProcessAt.Before(at) {
+		t.Fatalf("next run %s; want at %s", info.NextProcessAt, at)
+	}
+	if n := len(h.messagesTo(to)); n != 0 {
+		t.Fatalf("%d messages", n)
+	}
+}
