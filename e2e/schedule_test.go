@@ -131,3 +131,33 @@ func TestSendAtScheduledAtTwilio(t *testing.T) {
 		t.Fatalf("a canceled message went: %+v", m)
 	}
 }
+
+// A STOP from a recipient cancels at Twilio the messages it holds as
+// scheduled for them, and only theirs.
+func TestStopCancelsTwilioScheduledMessages(t *testing.T) {
+	t.Parallel()
+	s := newPublicStack(t, true, "TWILIO_MESSAGING_SERVICE_SID="+e2eService)
+	at := time.Now().Add(30 * time.Minute).UTC().Truncate(time.Second)
+	const stops, stays = "+14155550311", "+14155550312"
+	handOff(t, s, stops, "stop-1", at)
+	handOff(t, s, stops, "stop-2", at.Add(time.Hour))
+	handOff(t, s, stays, "stay-1", at)
+	if code, body := simInbound(t, s, stops, "STOP"); code != http.StatusOK {
+		t.Fatalf("inbound STOP: %d %s", code, body)
+	}
+	for _, m := range simScheduledTo(t, s, stops) {
+		if m.Status != "canceled" {
+			t.Fatalf("after STOP the simulator has %+v", simScheduledTo(t, s, stops))
+		}
+	}
+	if n := len(simScheduledTo(t, s, stops)); n != 2 {
+		t.Fatalf("%d messages to the number that stopped, want 2", n)
+	}
+	if m := simScheduledTo(t, s, stays); len(m) != 1 || m[0].Status != "scheduled" {
+		t.Fatalf("another recipient's message: %+v", m)
+	}
+	entries := readLog(t, s.env, "--task", "stop-1")
+	if last := entries[len(entries)-1]; last.Event != "skipped" || !strings.Contains(last.Reason, "opted out") {
+		t.Fatalf("log of stop-1 ends with %+v", last)
+	}
+}

@@ -91,7 +91,7 @@ func (p *Producer) cancelScheduled(ctx context.Context, info *asynq.TaskInfo) (s
 	}
 	if err := tasks.CancelScheduled(ctx, p.Canceler, res); err != nil {
 		if errors.Is(err, tasks.ErrNotScheduled) {
-			st.State = "sent"
+			st.State = "no longer scheduled at Twilio"
 			return st, true, fmt.Errorf("%w: Twilio has sent it (%v)", ErrStarted, err)
 		}
 		return st, true, err

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/optout"
@@ -27,8 +29,9 @@ import (
 // checked: the rate limits (Twilio's Messaging Service queue paces what it
 // releases) and quiet hours (marketing is never handed off: it waits in the
 // queue for its sendAt, where quiet hours and consent are checked as
-// usual). A STOP that arrives after the hand-off does not stop the message
-// at Twilio (cancel it: DELETE /v1/tasks/{id}).
+// usual). The SID is recorded under the recipient (ScheduledKey): a STOP
+// that arrives after the hand-off cancels the message at Twilio
+// (CancelScheduledFor, where the worker records the opt-out).
 //
 // A task with SendAt that cannot be handed off when it runs (the worker has
 // no Messaging Service or TWILIO_SCHEDULE_MIN is off, it names a sender, it
@@ -127,6 +130,7 @@ func (h *SMSHandler) handOff(ctx context.Context, log *slog.Logger, t *asynq.Tas
 			log.Warn("could not record the scheduled message in the ledger", "sid", msg.SID, "err", err)
 		}
 	}
+	h.recordScheduled(ctx, log, id, p.To, msg.SID, at, now)
 	log.Info("sms scheduled at Twilio", "sid", msg.SID, "sendAt", at)
 	created := msg.DateCreated
 	if created.IsZero() {
@@ -170,4 +174,76 @@ func CancelScheduled(ctx context.Context, c MessageCanceler, res SMSResult) erro
 		return fmt.Errorf("cancel the scheduled message: %w", err)
 	}
 	return nil
+}
+
+// ScheduledKey is the sorted set of the messages Twilio holds as scheduled
+// for recipient to (E.164): members "SID TASK", scores their sendAt in Unix
+// ms. It shares the opt-out lists' hash tag: a STOP for to cancels them
+// (CancelScheduledFor).
+func ScheduledKey(to string) string { return "tw:{optout}:scheduled:" + to }
+
+// recordScheduledScript adds ARGV[2] with score ARGV[1] to KEYS[1], drops
+// members whose sendAt passed before ARGV[3], and keeps the set an hour
+// past its last sendAt.
+var recordScheduledScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(top[2])) + 3600000)
+return 1
+`)
+
+// recordScheduled remembers a message Twilio holds for p.To, so that a STOP
+// from the recipient cancels it. A failure is logged: the message stays
+// scheduled, and can still be canceled by its task.
+func (h *SMSHandler) recordScheduled(ctx context.Context, log *slog.Logger, id, to, sid string, at, now time.Time) {
+	if h.Redis == nil {
+		return
+	}
+	err := recordScheduledScript.Run(ctx, h.Redis, []string{ScheduledKey(to)}, at.UnixMilli(), sid+" "+id, now.UnixMilli()).Err()
+	if err != nil {
+		log.Warn("could not record the scheduled message for its recipient; a STOP will not cancel it", "sid", sid, "err", err)
+	}
+}
+
+// ScheduledMessage is a message Twilio held as scheduled for a recipient.
+type ScheduledMessage struct {
+	SID, TaskID string
+	SendAt      time.Time
+}
+
+// CancelScheduledFor cancels at Twilio every message it holds as scheduled
+// for to (recorded at hand-off) whose sendAt is still ahead, and returns
+// those it canceled. A message Twilio no longer holds (sent, canceled,
+// unknown) is forgotten; one whose cancel failed otherwise stays recorded
+// and the error is returned.
+func CancelScheduledFor(ctx context.Context, rdb redis.UniversalClient, c MessageCanceler, to string, now time.Time) ([]ScheduledMessage, error) {
+	key := ScheduledKey(to)
+	zs, err := rdb.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: fmt.Sprint(now.UnixMilli()), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the recipient's scheduled messages: %w", err)
+	}
+	var canceled []ScheduledMessage
+	var done []any
+	var errs []error
+	for _, z := range zs {
+		member, _ := z.Member.(string)
+		sid, task, _ := strings.Cut(member, " ")
+		_, err := c.CancelMessage(ctx, sid)
+		switch {
+		case err == nil:
+			canceled = append(canceled, ScheduledMessage{SID: sid, TaskID: task, SendAt: time.UnixMilli(int64(z.Score)).UTC()})
+			done = append(done, member)
+		case twilioapi.CodeOf(err) == twilioapi.CodeNotCancelable || twilioapi.ClassOf(err) == twilioapi.ClassNotFound:
+			done = append(done, member)
+		default:
+			errs = append(errs, fmt.Errorf("cancel %s: %w", sid, err))
+		}
+	}
+	if len(done) > 0 {
+		if err := rdb.ZRem(ctx, key, done...).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("forget canceled messages: %w", err))
+		}
+	}
+	return canceled, errors.Join(errs...)
 }
