@@ -169,3 +169,53 @@ func TestSendAtTooNearForTwilioWaitsInTheQueue(t *testing.T) {
 		t.Fatalf("%d messages", n)
 	}
 }
+
+func TestCancelScheduledFor(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{twilio: withService, scheduleMin: tasks.ScheduleMinDefault})
+	const to, other = "+14155550194", "+14155550195"
+	at := time.Now().Add(20 * time.Minute).UTC().Truncate(time.Second)
+	ids := []string{
+		h.enqueue(t, scheduledPayload(to, at)),
+		h.enqueue(t, scheduledPayload(to, at.Add(48*time.Hour))),
+		h.enqueue(t, scheduledPayload(other, at.Add(2*time.Hour))),
+	}
+	for _, id := range ids {
+		if info := h.waitFinal(t, id); info.State != asynq.TaskStateCompleted {
+			t.Fatalf("task %s %s: %s", id, info.State, info.LastErr)
+		}
+	}
+	// Twilio sends the first meanwhile: it cannot be canceled, and is
+	// forgotten without an error.
+	h.sim.Advance(25 * time.Minute)
+	waitFor(t, "the first message to go", func() bool {
+		for _, m := range h.messagesTo(to) {
+			if m.SendAt.Equal(at) && m.Status == "delivered" {
+				return true
+			}
+		}
+		return false
+	})
+	canceled, err := tasks.CancelScheduledFor(bg, h.rdb, h.tw, to, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(canceled) != 1 || canceled[0].TaskID != ids[1] || !canceled[0].SendAt.Equal(at.Add(48*time.Hour)) {
+		t.Fatalf("canceled %+v; want the second message (task %s)", canceled, ids[1])
+	}
+	if got, _ := h.sim.Message(canceled[0].SID); got.Status != "canceled" {
+		t.Fatalf("simulator has %s", got.Status)
+	}
+	if n, err := h.rdb.ZCard(bg, tasks.ScheduledKey(to)).Result(); err != nil || n != 0 {
+		t.Fatalf("%d still recorded (%v)", n, err)
+	}
+	if n, _ := h.rdb.ZCard(bg, tasks.ScheduledKey(other)).Result(); n != 1 {
+		t.Fatalf("the other recipient has %d recorded, want 1", n)
+	}
+	if ttl, _ := h.rdb.PTTL(bg, tasks.ScheduledKey(other)).Result(); ttl <= 20*time.Minute {
+		t.Fatalf("TTL %v; want past the sendAt", ttl)
+	}
+	if m := h.messagesTo(other); len(m) != 1 || m[0].Status != "scheduled" {
+		t.Fatalf("the other recipient's message: %+v", m)
+	}
+}
