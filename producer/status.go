@@ -30,7 +30,9 @@ func (p *Producer) Status(ctx context.Context, id string) (tasks.Status, error) 
 // sendAt still ahead), or waiting to retry after a deferral (a rate limit,
 // quiet hours) before any attempt, as long as the send ledger shows no
 // attempt to reach Twilio. It will not run, its booked rate-limit slots are
-// given back, and the log records it as skipped. A task that is running,
+// given back, and the log records it as skipped. A task that handed its
+// message to Twilio to schedule has it canceled there (Canceler) and goes
+// the same way; once Twilio has sent it, ErrStarted. A task that is running,
 // done, or whose ledger shows an attempt (it may have been sent) is
 // ErrStarted; an unknown one tasks.ErrTaskNotFound.
 func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) {
@@ -41,6 +43,9 @@ func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) 
 	switch info.State {
 	case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry:
 	default:
+		if st, ok, err := p.cancelScheduled(ctx, info); ok {
+			return st, err
+		}
 		return tasks.StatusOf(info), fmt.Errorf("%w: it is %s", ErrStarted, info.State)
 	}
 	// A task waiting to retry, or one re-queued by a worker's shutdown, may

@@ -52,6 +52,8 @@ type harnessOpt struct {
 	marketing tasks.Marketing
 	limits    *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
 	pool      []string          // with limits: the handler's sender pool (h.pool)
+	// scheduleMin is the handler's ScheduleMin (Twilio-side scheduling).
+	scheduleMin time.Duration
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -100,6 +102,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	h.metrics = metrics.New(nil)
 	handler := &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing, Metrics: h.metrics}
 	handler.Redis = h.rdb // the lean path, as the worker runs it
+	handler.ScheduleMin = o.scheduleMin
 	if o.limits != nil {
 		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
 		handler.Limiter = h.limiter

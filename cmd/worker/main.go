@@ -209,6 +209,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Campaigns: campaign.NewStore(rdb),
 		Guard:     guard,
 		Redis:     rdb, // one round trip before the request, one after (tasks/roundtrips.go)
+
+		ScheduleMin: cfg.ScheduleMin,
+	}
+	if err := producer.PublishScheduling(ctx, rdb, cfg.ScheduleMin); err != nil {
+		return err
 	}
 	if senders != nil {
 		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
@@ -247,7 +252,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
-			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue},
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue,
+			ScheduleMin: cfg.ScheduleMin, Canceler: tw},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
