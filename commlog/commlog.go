@@ -33,6 +33,7 @@ const (
 	Queued      = "queued"
 	Sending     = "sending"
 	Sent        = "sent"
+	Scheduled   = "scheduled" // handed to Twilio, which sends it at Until (ScheduleType=fixed)
 	Delivered   = "delivered"
 	Undelivered = "undelivered"
 	Failed      = "failed"

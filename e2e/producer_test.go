@@ -248,3 +248,80 @@ func TestSendAtSchedulesAndCancelStops(t *testing.T) {
 		t.Fatalf("%d messages sent", n)
 	}
 }
+
+// Defect 1 across entry points: a key used by `enqueue sms --id` names that
+// task over HTTP too, and the other way round. The same message again is
+// the same task whichever way it comes; a call, or another body, under the
+// key is 409 over HTTP and exit 2 from the CLI. One message is sent.
+func TestKeyNamesOneTaskFromTheCLIAndHTTP(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	actions := "http://" + s.http + "/v1/actions"
+	const to = "+14155550144"
+	r := runEnqueue(t, s.env, "sms", "--to", to, "--body", "Order 44 confirmed", "--id", "order-44")
+	if r.code != 0 {
+		t.Fatalf("sms: exit %d %s", r.code, r.stderr)
+	}
+	key := map[string]string{"Idempotency-Key": "order-44"}
+	h := call(t, "POST", actions, `{"action":"sendSMS","arguments":{"to":"+1 415 555 0144","body":"Order 44 confirmed"}}`, key)
+	if v := h.json(t); h.status/100 != 2 || v["taskId"] != "order-44" {
+		t.Fatalf("the CLI's message again over HTTP: %d %s; want the CLI's task", h.status, h.body)
+	}
+	for name, body := range map[string]string{
+		"a call":       `{"action":"makeCall","arguments":{"to":"+14155550144","say":"hello"}}`,
+		"another body": `{"action":"sendSMS","arguments":{"to":"+14155550144","body":"Order 44 shipped"}}`,
+	} {
+		if h := call(t, "POST", actions, body, key); h.status != 409 {
+			t.Errorf("%s under the CLI's key: %d %s; want 409", name, h.status, h.body)
+		}
+	}
+	// The hub's key from the CLI.
+	h = call(t, "POST", actions, `{"action":"sendSMS","arguments":{"to":"+14155550145","body":"Order 45 confirmed"}}`,
+		map[string]string{"Idempotency-Key": "order-45"})
+	if h.status != 202 {
+		t.Fatalf("sendSMS: %d %s", h.status, h.body)
+	}
+	r = runEnqueue(t, s.env, "call", "--to", "+14155550145", "--say", "hello", "--id", "order-45")
+	if r.code != 2 || strings.TrimSpace(r.stdout) != "" || !strings.Contains(r.stderr, "sms:send") {
+		t.Fatalf("a call under the hub's key: exit %d, stdout %q, stderr %q; want exit 2 naming sms:send", r.code, r.stdout, r.stderr)
+	}
+	r = runEnqueue(t, s.env, "sms", "--to", "+14155550145", "--body", "Order 45 confirmed", "--id", "order-45")
+	var out struct {
+		TaskID   string
+		Existing bool
+	}
+	r.json(t, &out)
+	if r.code != 0 || !out.Existing || out.TaskID != "order-45" {
+		t.Fatalf("the hub's message again from the CLI: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	for _, id := range []string{"order-44", "order-45"} {
+		if st := waitStatus(t, s.env, id); st.State != "completed" || st.Type != "sms:send" {
+			t.Fatalf("%s: %+v", id, st)
+		}
+	}
+	for _, n := range []string{to, "+14155550145"} {
+		if got := len(messagesToSim(t, s, n)); got != 1 {
+			t.Errorf("%d messages to %s; want 1", got, n)
+		}
+	}
+}
+
+// Defect 6: what README's table and TypeScript type say of ?wait= is what
+// the worker answers for an opted-out recipient: 200 with exactly
+// {"status":"skipped","reason"}, and nothing sent.
+func TestWaitAnswersTheSkippedShape(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	const to = "+14155550146"
+	if r := runEnqueue(t, s.env, "optout", "add", to); r.code != 0 {
+		t.Fatalf("optout add: exit %d %s", r.code, r.stderr)
+	}
+	h := call(t, "POST", "http://"+s.http+"/v1/actions?wait=30s", `{"action":"sendSMS","arguments":{"to":"`+to+`","body":"Order 46 confirmed"}}`, nil)
+	v := h.json(t)
+	if h.status != 200 || len(v) != 2 || v["status"] != "skipped" || v["reason"] == "" || v["reason"] == nil {
+		t.Fatalf("?wait= for an opted-out recipient: %d %s; want 200 {\"status\":\"skipped\",\"reason\"}", h.status, h.body)
+	}
+	if n := len(messagesToSim(t, s, to)); n != 0 {
+		t.Fatalf("%d messages sent to an opted-out recipient", n)
+	}
+}

@@ -64,7 +64,7 @@ func (g *Guard) Unblock(ctx context.Context, prefix, source string) (string, err
 		return p, ErrNotBlocked
 	}
 	g.cfg.Logger.Info("fraud guard: prefix unblocked", "prefix", p, "source", source)
-	if err := g.cfg.Log.Append(ctx, commlog.Entry{Event: EventUnblock, Reason: "prefix " + p + ": unblocked", Source: source}); err != nil {
+	if err := g.cfg.Comms.Append(ctx, commlog.Entry{Event: EventUnblock, Reason: "prefix " + p + ": unblocked", Source: source}); err != nil {
 		g.cfg.Logger.Warn("fraud guard: communications log", "err", err)
 	}
 	return p, nil

@@ -116,7 +116,7 @@ type Config struct {
 	// BlockFor is how long a prefix over a limit is blocked (FRAUD_BLOCK_FOR).
 	BlockFor time.Duration
 
-	Log     *commlog.Log
+	Comms   *commlog.Log // the communications log: blocks and unblocks
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -537,7 +537,7 @@ func (g *Guard) answer(ctx context.Context, c tasks.GuardCheck, gc guardCall, mo
 	msg := fmt.Sprintf("fraud guard: prefix %s blocked until %s (%s)", prefix, until.Format(time.RFC3339), reason)
 	if code0 == 3 {
 		g.cfg.Logger.Warn("fraud guard: prefix blocked", "prefix", prefix, "country", country, "until", until, "reason", reason)
-		if err := g.cfg.Log.Append(ctx, commlog.Entry{Event: EventBlock, Channel: c.Channel, Reason: fmt.Sprintf("prefix %s: %s", prefix, reason),
+		if err := g.cfg.Comms.Append(ctx, commlog.Entry{Event: EventBlock, Channel: c.Channel, Reason: fmt.Sprintf("prefix %s: %s", prefix, reason),
 			Until: until.Format(time.RFC3339), Source: sourceName(c.Source)}); err != nil {
 			g.cfg.Logger.Warn("fraud guard: communications log", "err", err)
 		}

@@ -30,7 +30,7 @@ func newGuard(t *testing.T, cfg fraud.Config) (*fraud.Guard, *redis.Client, *clo
 	// date would make them expire at once once it has passed.
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	cfg.Now = c.now
-	cfg.Log = commlog.New(rdb, commlog.Config{})
+	cfg.Comms = commlog.New(rdb, commlog.Config{})
 	return fraud.New(rdb, cfg), rdb, c
 }
 

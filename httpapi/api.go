@@ -245,6 +245,10 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "id", "no task "+quoteShort(id)+" (unknown, or its result has expired)")
 	case errors.Is(err, producer.ErrStarted):
 		writeError(w, http.StatusConflict, "already_started", "id", "task "+quoteShort(id)+" cannot be canceled: "+st.State)
+	case errors.As(err, new(*twilioapi.Error)):
+		// Its message is scheduled at Twilio, which did not take the cancel.
+		s.logger().Error("cancel a Twilio-scheduled message", "task", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "Twilio did not take the cancel of the scheduled message; try again")
 	case err != nil:
 		s.logger().Error("cancel task", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the task queue (Redis) is unreachable; try again")

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sbagenthub/twilio-worker/phone"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
@@ -99,7 +100,7 @@ func maskAPI(next http.Handler) http.Handler {
 		if masked, ok := MaskJSON(body); ok {
 			body = masked
 		} else {
-			body = []byte(MaskNumbers(string(body)))
+			body = []byte(phone.MaskText(string(body)))
 		}
 		for k, v := range rec.header {
 			w.Header()[k] = v

@@ -94,6 +94,7 @@ func (s *Server) handleInbound(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		s.cancelScheduledFor(ctx, log, from.String())
 		// STOP also withdraws marketing consent, recorded only when there was one.
 		if had, err := s.OptOuts.HasConsent(ctx, optout.SMS, from.String()); err != nil || had {
 			if _, err := s.OptOuts.RemoveConsent(ctx, optout.SMS, from.String(), optout.SourceKeyword); err != nil {

@@ -17,9 +17,6 @@ var numberKeys = map[string]bool{"to": true, "from": true, "number": true, "phon
 // speaks (a 2FA code, say): shown only as their length.
 var textKeys = map[string]bool{"body": true, "say": true, "twiml": true, "Body": true}
 
-// MaskNumbers hides phone numbers in free text; it is [phone.MaskText].
-func MaskNumbers(s string) string { return phone.MaskText(s) }
-
 // MaskJSON masks every string in a JSON document as MaskPayload masks a
 // payload's, and returns the document again; ok is false when b is not
 // JSON. The dashboard's API answers go through it, so task ids (campaign

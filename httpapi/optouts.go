@@ -78,6 +78,9 @@ func (s *Server) changeList(kind optout.Kind, add bool) http.HandlerFunc {
 			}
 			if did {
 				changed = append(changed, string(ch))
+				if add && kind == optout.KindOptOut && ch == optout.SMS {
+					s.cancelScheduledFor(r.Context(), s.logger().With("number", n), n.String())
+				}
 			}
 		}
 		s.logger().Info("opt-out list changed through the API", "number", n, "list", kind, "add", add, "changed", changed)

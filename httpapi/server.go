@@ -82,7 +82,7 @@ func (s *Server) producer() *producer.Producer {
 			p := &producer.Producer{Redis: s.Redis, Client: s.Client, Inspector: s.Inspector, Calls: s.Calls,
 				Rules: s.Rules, Source: "HTTP API", Logger: s.Logger}
 			if s.Twilio != nil {
-				p.Fetcher = s.Twilio
+				p.Fetcher, p.Canceler = s.Twilio, s.Twilio
 			}
 			if s.Guard != nil {
 				p.Guard, p.GuardNumber = s.Guard.CheckEnqueue, s.Guard.CheckNumber

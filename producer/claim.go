@@ -100,8 +100,9 @@ func (p *Producer) existing(ctx context.Context, req *Request, hash string, prev
 }
 
 // payloadHash identifies a request's content: its type, its normalised
-// payload and sendAt, but not its queue (a retry may change the priority)
-// nor a validFor's expiry instant (it counts from when the request came).
+// payload and sendAt, but not its queue (a retry may change the priority),
+// a validFor's expiry instant (it counts from when the request came), nor
+// who asked (the same message from the CLI and then over HTTP is one task).
 func payloadHash(req *Request) string {
 	h := sha256.New()
 	h.Write([]byte(req.Type + "\n"))
@@ -109,10 +110,12 @@ func payloadHash(req *Request) string {
 	switch {
 	case req.SMS != nil:
 		p := *req.SMS
-		p.ExpiresAt = nil
+		p.ExpiresAt, p.Source = nil, ""
 		_ = enc.Encode(p)
 	case req.Call != nil:
-		_ = enc.Encode(req.Call)
+		c := *req.Call
+		c.Source = ""
+		_ = enc.Encode(c)
 	}
 	if !req.SendAt.IsZero() {
 		h.Write([]byte(req.SendAt.UTC().Format(time.RFC3339Nano)))

@@ -66,8 +66,10 @@ type Producer struct {
 	Rules   tasks.Rules
 	// Source names the entry point in the queued entry ("HTTP API", "cli").
 	Source string
-	// Checks run in order before every sms:send and call:make is queued: the
-	// fraud guard and the sender pool add theirs here.
+	// Checks run in order before every sendSMS and makeCall task is queued
+	// (a check may change the request, e.g. choose a sender). A campaign's
+	// recipients get Guard only: their tasks are built in batches, and a
+	// change to one request could not reach its task.
 	Checks []Check
 	// Logger logs what was queued; nil logs nothing.
 	Logger *slog.Logger
@@ -83,6 +85,14 @@ type Producer struct {
 	// Durability is REDIS_WAIT_REPLICAS: an enqueue counts (is answered)
 	// only once that many replicas confirmed it.
 	Durability redisconn.Durability
+	// ScheduleMin is TWILIO_SCHEDULE_MIN of workers with a Messaging
+	// Service (LoadScheduling): an sms:send with a sendAt at least this far
+	// ahead, no from and not marketing is queued to run now and handed to
+	// Twilio to schedule; 0: every sendAt waits in the queue.
+	ScheduleMin time.Duration
+	// Canceler cancels at Twilio the messages Twilio holds as scheduled
+	// (Cancel); nil: such a cancel is ErrUnavailable.
+	Canceler tasks.MessageCanceler
 
 	actions map[string]ActionFunc
 	once    sync.Once
@@ -329,6 +339,11 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	}
 	opts := []asynq.Option{asynq.Queue(req.Queue), asynq.TaskID(id)}
 	runAt := req.SendAt
+	handOffOpts, handedOff := p.handOff(req)
+	if handedOff {
+		// Twilio schedules it: the task runs now and books no slot.
+		opts, runAt = append(opts, handOffOpts...), time.Time{}
+	}
 	var task *asynq.Task
 	var err error
 	var payload any
@@ -336,7 +351,7 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	case tasks.TypeSendSMS:
 		task, err = tasks.NewSendSMSTask(*req.SMS, p.Rules, opts...)
 		payload = req.SMS
-		if err == nil && runAt.IsZero() && p.Booker != nil && req.Queue != tasks.QueueCritical {
+		if err == nil && runAt.IsZero() && !handedOff && p.Booker != nil && req.Queue != tasks.QueueCritical {
 			runAt, err = p.book(ctx, id, req)
 		}
 	case tasks.TypeMakeCall:
@@ -369,7 +384,7 @@ func (p *Producer) checkAndEnqueue(ctx context.Context, req *Request, id string)
 	if len(at) > 0 {
 		res.RunAt = runAt
 	}
-	p.logQueued(ctx, req, res)
+	p.logQueued(ctx, req, res, handedOff)
 	p.logger().Info("task enqueued", "task", res.TaskID, "type", res.Type, "queue", res.Queue, "source", p.Source)
 	return res, nil
 }
@@ -426,7 +441,7 @@ func (p *Producer) book(ctx context.Context, id string, req *Request) (time.Time
 
 // logQueued records a queued task in the communications log. A failure is
 // logged; the task stays queued.
-func (p *Producer) logQueued(ctx context.Context, req *Request, res Result) {
+func (p *Producer) logQueued(ctx context.Context, req *Request, res Result, handedOff bool) {
 	if p.Comms == nil {
 		return
 	}
@@ -441,6 +456,10 @@ func (p *Producer) logQueued(ctx context.Context, req *Request, res Result) {
 	e := commlog.Entry{Event: commlog.Queued, Channel: channel, TaskID: res.TaskID, To: res.To, Reason: reason}
 	if !res.RunAt.IsZero() {
 		e.Until = res.RunAt.UTC().Format(time.RFC3339)
+	}
+	if handedOff {
+		e.Reason += "; to be scheduled at Twilio"
+		e.Until = req.SendAt.UTC().Format(time.RFC3339)
 	}
 	if err := p.Comms.Append(ctx, e); err != nil {
 		p.logger().Warn("communications log append failed", "err", err)

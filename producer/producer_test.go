@@ -13,6 +13,7 @@ import (
 
 	"github.com/sbagenthub/twilio-worker/commlog"
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
@@ -192,5 +193,59 @@ func TestHandleRegistersAnAction(t *testing.T) {
 	}
 	if _, err := p.Decode([]byte(`{"action":"hangupCall","arguments":{"callSid":"CA1","callSid":"CA2"}}`)); err == nil {
 		t.Fatal("a duplicate member in a registered action's arguments accepted")
+	}
+}
+
+// A task waiting to retry may be canceled only while the send ledger shows
+// no attempt: one deferred before it tried (a rate limit, quiet hours) is
+// unstarted; one whose attempt began may have been sent, and is ErrStarted.
+func TestCancelInRetryOnlyWithoutAnAttempt(t *testing.T) {
+	t.Parallel()
+	p, rdb := newProducer(t)
+	for _, key := range []string{"deferred-1", "tried-1"} {
+		if _, err := p.SendSMS(bg, producer.SMS{SMSPayload: tasks.SMSPayload{To: "+14155550107", Body: key}, Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	led := ledger.New(rdb)
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }})
+	err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		if id == "tried-1" {
+			if err := led.Begin(ctx, id, "+14155550107", time.Now()); err != nil {
+				return err
+			}
+			return errors.New("lost answer")
+		}
+		return errors.New("deferred")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		retry, err := insp.ListRetryTasks(tasks.QueueDefault)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(retry) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tasks in retry after 60 s", len(retry))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Shutdown()
+	if st, err := p.Cancel(bg, "deferred-1"); err != nil || st.State != "canceled" {
+		t.Fatalf("cancel of a deferred task: %+v %v", st, err)
+	}
+	if st, err := p.Cancel(bg, "tried-1"); !errors.Is(err, producer.ErrStarted) || st.State != "retry" {
+		t.Fatalf("cancel of a task that tried: %+v %v; want ErrStarted", st, err)
+	}
+	if st, err := p.Status(bg, "tried-1"); err != nil || st.State != "retry" {
+		t.Fatalf("the task that tried is %+v %v; want it left waiting", st, err)
 	}
 }

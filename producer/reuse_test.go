@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
@@ -90,3 +92,62 @@ func (quietLogger) Info(...any)  {}
 func (quietLogger) Warn(...any)  {}
 func (quietLogger) Error(...any) {}
 func (quietLogger) Fatal(...any) {}
+
+// Defect 1 across entry points: a key's claim records the task's type and a
+// hash of its payload whoever queued it. The same message from the CLI and
+// then the agent hub is one task; the key for a call, or for another body,
+// is a conflict.
+func TestOneKeyNamesOneTaskAcrossEntryPoints(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	cli := &producer.Producer{Redis: rdb, Source: "cli"}
+	api := &producer.Producer{Redis: rdb, Source: "HTTP API"}
+	first, err := cli.SendSMS(bg, producer.SMS{Key: "order-42",
+		SMSPayload: tasks.SMSPayload{To: "+14155550142", Body: "Order 42 confirmed", Source: tasks.SourceOperator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim struct{ Type, Hash, ID string }
+	b, err := rdb.Get(bg, producer.ClaimKey("order-42")).Bytes()
+	if err != nil || json.Unmarshal(b, &claim) != nil {
+		t.Fatalf("claim %s %v", b, err)
+	}
+	if claim.Type != tasks.TypeSendSMS || claim.Hash == "" || claim.ID != "order-42" {
+		t.Fatalf("claim %s", b)
+	}
+	do := func(action string) (any, error) {
+		t.Helper()
+		a, err := api.Decode([]byte(action))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Key = "order-42"
+		return api.Do(bg, a)
+	}
+	out, err := do(`{"action":"sendSMS","arguments":{"to":"+1 415 555 0142","body":"Order 42 confirmed"}}`)
+	if res, _ := out.(producer.Result); err != nil || !res.Existing || res.TaskID != first.TaskID {
+		t.Fatalf("the same message over HTTP: %+v %v; want the CLI's task", out, err)
+	}
+	for name, action := range map[string]string{
+		"a call":       `{"action":"makeCall","arguments":{"to":"+14155550142","say":"hello"}}`,
+		"another body": `{"action":"sendSMS","arguments":{"to":"+14155550142","body":"Order 42 shipped"}}`,
+	} {
+		if _, err := do(action); !errors.Is(err, producer.ErrConflict) {
+			t.Errorf("%s under the CLI's key: %v; want ErrConflict", name, err)
+		}
+	}
+	// And the other way round: the CLI meets the hub's key.
+	if _, err := api.SendSMS(bg, producer.SMS{Key: "order-43", SMSPayload: tasks.SMSPayload{To: "+14155550143", Body: "Order 43", Source: tasks.SourceAgent}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.MakeCall(bg, producer.Call{Key: "order-43", CallPayload: tasks.CallPayload{To: "+14155550143", Say: "hello", Source: tasks.SourceOperator}}); !errors.Is(err, producer.ErrConflict) {
+		t.Fatalf("a CLI call under the hub's SMS key: %v; want ErrConflict", err)
+	}
+	if res, err := cli.SendSMS(bg, producer.SMS{Key: "order-43", SMSPayload: tasks.SMSPayload{To: "+14155550143", Body: "Order 43", Source: tasks.SourceOperator}}); err != nil || !res.Existing {
+		t.Fatalf("the hub's message again from the CLI: %+v %v", res, err)
+	}
+	n, err := asynq.NewInspectorFromRedisClient(rdb).ListPendingTasks(tasks.QueueDefault)
+	if err != nil || len(n) != 2 {
+		t.Fatalf("pending %d %v; want the two messages only", len(n), err)
+	}
+}

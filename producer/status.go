@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/commlog"
+	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/tasks"
 )
 
@@ -25,18 +26,34 @@ func (p *Producer) Status(ctx context.Context, id string) (tasks.Status, error) 
 	return tasks.StatusOf(info), nil
 }
 
-// Cancel deletes a task that has not started (pending or scheduled, a
-// sendAt still ahead): it will not run, its booked rate-limit slots are
-// given back, and the log records it as skipped. A task that is running,
-// waiting to retry or done is ErrStarted; an unknown one
-// tasks.ErrTaskNotFound.
+// Cancel deletes a task that has not started: pending, scheduled (a
+// sendAt still ahead), or waiting to retry after a deferral (a rate limit,
+// quiet hours) before any attempt, as long as the send ledger shows no
+// attempt to reach Twilio. It will not run, its booked rate-limit slots are
+// given back, and the log records it as skipped. A task that handed its
+// message to Twilio to schedule has it canceled there (Canceler) and goes
+// the same way; once Twilio has sent it, ErrStarted. A task that is running,
+// done, or whose ledger shows an attempt (it may have been sent) is
+// ErrStarted; an unknown one tasks.ErrTaskNotFound.
 func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) {
 	info, err := tasks.Find(p.inspector(), id)
 	if err != nil {
 		return tasks.Status{}, err
 	}
-	if info.State != asynq.TaskStatePending && info.State != asynq.TaskStateScheduled {
+	switch info.State {
+	case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry:
+	default:
+		if st, ok, err := p.cancelScheduled(ctx, info); ok {
+			return st, err
+		}
 		return tasks.StatusOf(info), fmt.Errorf("%w: it is %s", ErrStarted, info.State)
+	}
+	// A task waiting to retry, or one re-queued by a worker's shutdown, may
+	// have tried already: only one whose ledger line is empty is unstarted.
+	if attempted, err := p.attempted(ctx, info); err != nil {
+		return tasks.StatusOf(info), err
+	} else if attempted {
+		return tasks.StatusOf(info), fmt.Errorf("%w: it is %s after an attempt to send", ErrStarted, info.State)
 	}
 	if err := p.inspector().DeleteTask(info.Queue, info.ID); err != nil {
 		if errors.Is(err, asynq.ErrTaskNotFound) {
@@ -72,4 +89,21 @@ func (p *Producer) Cancel(ctx context.Context, id string) (tasks.Status, error) 
 		}
 	}
 	return st, nil
+}
+
+// attempted reports whether the send ledger shows an attempt of the task
+// (sms:send, call:make) to reach Twilio.
+func (p *Producer) attempted(ctx context.Context, info *asynq.TaskInfo) (bool, error) {
+	if info.Type != tasks.TypeSendSMS && info.Type != tasks.TypeMakeCall {
+		return false, nil
+	}
+	var payload struct{ To string }
+	if err := json.Unmarshal(info.Payload, &payload); err != nil || payload.To == "" {
+		return true, nil // unreadable: do not guess it is unstarted
+	}
+	e, err := ledger.New(p.Redis).Get(ctx, info.ID, payload.To)
+	if err != nil {
+		return false, err
+	}
+	return e.Attempts > 0 || e.Sent() || e.Pending(), nil
 }

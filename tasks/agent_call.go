@@ -94,9 +94,9 @@ func (h *CallHandler) placeAgentCall(ctx context.Context, t *asynq.Task, log *sl
 			log.Warn("could not update the call's record", "err", err)
 		}
 	}
-	if h.Enqueuer != nil {
+	if h.FollowUps != nil {
 		poll := NewPollCallTask(call.ID, h.Polling.Wait(0), r.ResultTTL)
-		if _, err := h.Enqueuer.EnqueueContext(ctx, poll); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if err := h.FollowUps.FollowUp(ctx, poll); err != nil {
 			log.Error("could not enqueue the call's follow-up", "err", err)
 		}
 	}
@@ -245,7 +245,7 @@ func (h *PollHandler) logEnded(ctx context.Context, log *slog.Logger, rec *calls
 	}
 	e := commlog.Entry{Event: commlog.CallEnded, Channel: "voice", TaskID: rec.TaskID, SID: rec.SID, To: rec.To, From: rec.From,
 		Status: rec.Status, Reason: rec.EndedReason, Source: "poll"}
-	if err := h.Log.Append(ctx, e); err != nil {
+	if err := h.Comms.Append(ctx, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 }

@@ -32,9 +32,12 @@ type CallLimiter interface {
 	AdmitCall(ctx context.Context, taskID string, notAfter time.Time) (ratelimit.Decision, error)
 }
 
-// Enqueuer puts tasks in the queue. *asynq.Client is one.
-type Enqueuer interface {
-	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+// FollowUps queues the tasks a handler schedules itself (a message's
+// tracking poll and redelivery, a call's poll); *producer.FollowUps is the
+// one the worker uses. A task whose id is already queued is no error: the
+// follow-up is there.
+type FollowUps interface {
+	FollowUp(ctx context.Context, t *asynq.Task) error
 }
 
 // Polling defaults: a call is fetched after 2 s, 4 s, 8 s … at most every
@@ -83,7 +86,7 @@ type CallHandler struct {
 	Records        *calls.Store
 	Ledger         *ledger.Ledger // a task that runs twice places one call; nil disables it
 	Limiter        CallLimiter    // CALL_RATE; nil places calls without a limit
-	Enqueuer       Enqueuer
+	FollowUps      FollowUps      // queues the call's poll; nil: none
 	Rules          Rules
 	Polling        Polling
 	StatusCallback string // PUBLIC_URL + "/twilio/status", when set
@@ -193,9 +196,9 @@ func (h *CallHandler) process(ctx context.Context, t *asynq.Task) error {
 			log.Warn("could not record the call", "err", err)
 		}
 	}
-	if h.Enqueuer != nil {
+	if h.FollowUps != nil {
 		poll := NewPollCallTask(call.SID, h.Polling.Wait(0), r.ResultTTL)
-		if _, err := h.Enqueuer.EnqueueContext(ctx, poll); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if err := h.FollowUps.FollowUp(ctx, poll); err != nil {
 			log.Error("could not enqueue the call's follow-up", "err", err)
 		}
 	}
@@ -334,7 +337,7 @@ type PollHandler struct {
 	// Agents fetches the calls an assistant conducts (VAPI call ids); nil
 	// archives their polls.
 	Agents AgentCaller
-	Log    *commlog.Log // a call's end is recorded here; nil: not
+	Comms  *commlog.Log // the communications log: a call's end is recorded here; nil: not
 }
 
 // ProcessTask implements asynq.Handler.

@@ -18,6 +18,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/metrics"
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/pool"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -51,6 +52,8 @@ type harnessOpt struct {
 	marketing tasks.Marketing
 	limits    *ratelimit.Config // when set, the handler has a Limiter (h.limiter)
 	pool      []string          // with limits: the handler's sender pool (h.pool)
+	// scheduleMin is the handler's ScheduleMin (Twilio-side scheduling).
+	scheduleMin time.Duration
 }
 
 func newHarness(t *testing.T, o harnessOpt) *harness {
@@ -93,12 +96,13 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	led := ledger.New(h.rdb)
 	h.client = asynq.NewClientFromRedisClient(h.rdb)
 	h.deliveries = delivery.NewStore(h.rdb)
-	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, Enqueuer: h.client,
+	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: tw, FollowUps: &producer.FollowUps{Client: h.client},
 		Polling: tasks.Polling{First: time.Second, Max: time.Second}, RedeliverMax: 2, RedeliverBackoff: time.Second}
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	h.metrics = metrics.New(nil)
 	handler := &tasks.SMSHandler{Messenger: tw, OptOuts: h.optouts, Ledger: led, Tracker: tracker, Marketing: o.marketing, Metrics: h.metrics}
 	handler.Redis = h.rdb // the lean path, as the worker runs it
+	handler.ScheduleMin = o.scheduleMin
 	if o.limits != nil {
 		h.limiter = &countingLimiter{Limiter: ratelimit.New(h.rdb, *o.limits)}
 		handler.Limiter = h.limiter
@@ -113,7 +117,7 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 	if o.polling == (tasks.Polling{}) {
 		o.polling = tasks.Polling{First: time.Second, Max: 2 * time.Second}
 	}
-	callHandler := &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, Enqueuer: h.client, Polling: o.polling}
+	callHandler := &tasks.CallHandler{Caller: tw, OptOuts: h.optouts, Records: h.records, Ledger: led, FollowUps: &producer.FollowUps{Client: h.client}, Polling: o.polling}
 	if h.limiter != nil {
 		callHandler.Limiter = h.limiter
 	}

@@ -77,11 +77,16 @@ func appendDetached(ctx context.Context, l *commlog.Log, e commlog.Entry) error 
 	return l.Append(actx, e)
 }
 
-// result logs a written result: sent (with its SID) or skipped (with why).
+// result logs a written result: sent (with its SID), scheduled at Twilio
+// (with its SID and send time) or skipped (with why).
 func (j *journal) result(ctx context.Context, log *slog.Logger, res SMSResult) {
 	j.settled = true
 	if res.Status == "skipped" {
 		j.append(ctx, log, commlog.Entry{Event: commlog.Skipped, Reason: res.Reason})
+		return
+	}
+	if res.Status == StatusScheduled {
+		j.append(ctx, log, commlog.Entry{Event: commlog.Scheduled, SID: res.MessageSID, Status: res.Status, Until: res.SendAt})
 		return
 	}
 	j.append(ctx, log, commlog.Entry{Event: commlog.Sent, SID: res.MessageSID, Status: res.Status})

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/sbagenthub/twilio-worker/ledger"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twiliosim"
 )
@@ -110,7 +111,7 @@ func TestRerunAfterSendStartsTracking(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOpt{})
 	led := ledger.New(h.rdb)
-	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: h.tw, Enqueuer: h.client,
+	tracker := &tasks.Tracker{Store: h.deliveries, Fetcher: h.tw, FollowUps: &producer.FollowUps{Client: h.client},
 		Polling: tasks.Polling{First: time.Second, Max: time.Second}}
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeSendSMS, cutShort{

@@ -47,22 +47,20 @@ func (noOptOuts) Add(context.Context, optout.Channel, string, optout.Source) (bo
 	return true, nil
 }
 
-type dropEnqueuer struct{}
+type dropFollowUps struct{}
 
-func (dropEnqueuer) EnqueueContext(_ context.Context, t *asynq.Task, _ ...asynq.Option) (*asynq.TaskInfo, error) {
-	return &asynq.TaskInfo{Type: t.Type()}, nil
-}
+func (dropFollowUps) FollowUp(context.Context, *asynq.Task) error { return nil }
 
 // payloadHandlers are the four task handlers on fakes and a test Redis.
 func payloadHandlers(f *testing.F) map[string]asynq.Handler {
 	f.Helper()
 	rdb := redistest.Start(f).Client(f)
 	records := calls.NewStore(rdb)
-	tracker := &tasks.Tracker{Store: delivery.NewStore(rdb), Fetcher: twilioStub{}, Enqueuer: dropEnqueuer{}, RedeliverMax: 3}
+	tracker := &tasks.Tracker{Store: delivery.NewStore(rdb), Fetcher: twilioStub{}, FollowUps: dropFollowUps{}, RedeliverMax: 3}
 	return map[string]asynq.Handler{
 		tasks.TypeSendSMS: &tasks.SMSHandler{Messenger: twilioStub{}, OptOuts: noOptOuts{}, Ledger: ledger.New(rdb), Tracker: tracker},
 		tasks.TypeMakeCall: &tasks.CallHandler{Caller: twilioStub{}, OptOuts: noOptOuts{}, Records: records,
-			Ledger: ledger.New(rdb), Enqueuer: dropEnqueuer{}},
+			Ledger: ledger.New(rdb), FollowUps: dropFollowUps{}},
 		tasks.TypePollCall: &tasks.PollHandler{Caller: twilioStub{}, Records: records},
 		tasks.TypeTrackSMS: tracker,
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/internal/redistest"
 	"github.com/sbagenthub/twilio-worker/ledger"
 	"github.com/sbagenthub/twilio-worker/optout"
+	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/ratelimit"
 	"github.com/sbagenthub/twilio-worker/tasks"
 	"github.com/sbagenthub/twilio-worker/twilioapi"
@@ -94,7 +95,7 @@ func TestSMSRoundTrips(t *testing.T) {
 	comms := commlog.New(rdb, commlog.Config{})
 	handler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optout.NewStore(rdb), Ledger: ledger.New(rdb), Comms: comms,
-		Tracker: &tasks.Tracker{Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: client,
+		Tracker: &tasks.Tracker{Store: delivery.NewStore(rdb), Fetcher: tw, FollowUps: &producer.FollowUps{Client: client},
 			Polling: tasks.Polling{First: time.Hour, Max: time.Hour}},
 		Limiter: ratelimit.New(rdb, ratelimit.Config{Sender: ratelimit.Rate{N: 1000, Per: time.Second, Burst: 1},
 			Recipient: ratelimit.Rate{N: 10, Per: time.Minute, Burst: 1}}),

@@ -92,6 +92,10 @@ type SMSPayload struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	// Redelivery is n for the n-th resend after a transient carrier failure.
 	Redelivery int `json:"redelivery,omitempty"`
+	// SendAt, set by the producer, is a sendAt handed to Twilio to
+	// schedule (ScheduleType=fixed) as soon as the task runs, instead of
+	// the task waiting in the queue until then (schedule.go).
+	SendAt *time.Time `json:"sendAt,omitempty"`
 	// Source is who asked for the message: "agent" (the agent hub's
 	// actions, metered by the fraud guard) or "operator" (enqueue sms and
 	// bulk, /v1/campaigns); empty is operator.
@@ -290,4 +294,7 @@ type SMSResult struct {
 	Status      string `json:"status"`
 	DateCreated string `json:"dateCreated,omitempty"` // RFC 3339
 	Reason      string `json:"reason,omitempty"`
+	// SendAt (RFC 3339) is when Twilio sends a message it holds as
+	// scheduled (Status "scheduled").
+	SendAt string `json:"sendAt,omitempty"`
 }

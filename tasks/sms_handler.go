@@ -76,6 +76,11 @@ type SMSHandler struct {
 	// first, its velocity check joins the opt-out check's round trip.
 	Guard Guard
 
+	// ScheduleMin is TWILIO_SCHEDULE_MIN: a message with SendAt at least
+	// this far ahead is handed to Twilio to schedule (schedule.go); 0 never.
+	// The worker sets it only with a Messaging Service.
+	ScheduleMin time.Duration
+
 	// Redis, when set, is the client the handler's checks and records share
 	// round trips on: one before the Twilio request, one after it
 	// (roundtrips.go). Nil: each store makes its own.
@@ -153,6 +158,13 @@ func (h *SMSHandler) process(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.Skipped("expired")
 		log.Warn("sms expired before it could be sent", "expiresAt", p.ExpiresAt)
 		return archive("expired: not sent before %s (validFor %s)", p.ExpiresAt.Format(time.RFC3339), p.ValidFor)
+	}
+
+	// A sendAt still ahead: scheduled at Twilio, or left to wait for it.
+	if p.SendAt != nil {
+		if done, err := h.handOff(ctx, log, t, id, p, now, lean); done {
+			return err
+		}
 	}
 
 	// Quiet hours and consent first: a marketing message that must wait
@@ -351,6 +363,10 @@ func (h *SMSHandler) alreadySent(ctx context.Context, log *slog.Logger, id strin
 // settled is alreadySent for the task's ledger entry e.
 func (h *SMSHandler) settled(ctx context.Context, log *slog.Logger, id string, p SMSPayload, e ledger.Entry) (*SMSResult, error) {
 	if e.Sent() {
+		if res, ok := scheduledResult(p, e); ok {
+			log.Info("sms already scheduled at Twilio by an earlier run; not sending again", "sid", e.SID)
+			return &res, nil
+		}
 		log.Info("sms already sent by an earlier run; not sending again", "sid", e.SID)
 		// The earlier run may have ended (crash, lease expired) before it
 		// started tracking; starting again is harmless.

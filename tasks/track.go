@@ -55,7 +55,7 @@ func TrackTaskID(sid string) string { return "sms-track:" + sid }
 type Tracker struct {
 	Store            *delivery.Store
 	Fetcher          MessageFetcher
-	Enqueuer         Enqueuer
+	FollowUps        FollowUps // queues the polls and redeliveries
 	Rules            Rules
 	Polling          Polling       // waits between polls of a message
 	FirstPoll        time.Duration // first wait; longer when status callbacks are expected
@@ -114,7 +114,7 @@ func (tr *Tracker) schedule(ctx context.Context, queue, sid string) error {
 	pl, _ := json.Marshal(TrackPayload{MessageSID: sid})
 	task := asynq.NewTask(TypeTrackSMS, pl, asynq.Queue(queueOr(queue)), asynq.TaskID(TrackTaskID(sid)),
 		asynq.ProcessIn(first), asynq.MaxRetry(asynqMaxRetry), asynq.Retention(tr.Rules.WithDefaults().ResultTTL), asynq.Timeout(time.Minute))
-	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if err := tr.FollowUps.FollowUp(ctx, task); err != nil {
 		return fmt.Errorf("schedule delivery tracking: %w", err)
 	}
 	return nil
@@ -275,7 +275,7 @@ func (tr *Tracker) Settle(ctx context.Context, rec delivery.Record) error {
 		log.Error("cannot redeliver", "err", err)
 		return nil
 	}
-	if _, err := tr.Enqueuer.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if err := tr.FollowUps.FollowUp(ctx, task); err != nil {
 		return fmt.Errorf("enqueue redelivery: %w", err)
 	}
 	tr.logEntry(ctx, log, commlog.Entry{Event: commlog.Redelivery, Channel: "sms", TaskID: rec.TaskID, SID: rec.SID,

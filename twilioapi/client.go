@@ -212,7 +212,18 @@ type SendParams struct {
 	// ValidityPeriod tells Twilio to drop the message if it cannot be sent in
 	// time (rounded up to seconds, 1 s to 10 h).
 	ValidityPeriod time.Duration
+	// SendAt, when set, has Twilio hold the message and send it then
+	// (ScheduleType=fixed). Twilio schedules only through a Messaging
+	// Service, between 15 minutes and 35 days ahead: SendSMS refuses a
+	// SendAt with a From or without TWILIO_MESSAGING_SERVICE_SID.
+	SendAt time.Time
 }
+
+// ScheduleTypeFixed is the ScheduleType of a message sent at SendAt.
+const ScheduleTypeFixed = "fixed"
+
+// ErrScheduleNeedsService is a SendAt without a Messaging Service to send it.
+var ErrScheduleNeedsService = errors.New("sendAt: Twilio schedules messages only through a Messaging Service: set TWILIO_MESSAGING_SERVICE_SID and give no from")
 
 // ErrNoSender is returned when a message has no From and none is configured.
 var ErrNoSender = errors.New("no sender: set TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID, or give from")
@@ -234,6 +245,12 @@ func (c *Client) SendSMS(ctx context.Context, p SendParams) (*Message, error) {
 	if p.StatusCallback != "" {
 		params.SetStatusCallback(p.StatusCallback)
 	}
+	if !p.SendAt.IsZero() {
+		if p.From != "" || c.cfg.MessagingServiceSID == "" {
+			return nil, &Error{Op: "send sms", Class: ClassConfig, Message: ErrScheduleNeedsService.Error(), Err: ErrScheduleNeedsService}
+		}
+		params.SetSendAt(p.SendAt.UTC().Truncate(time.Second)).SetScheduleType(ScheduleTypeFixed)
+	}
 	if p.ValidityPeriod > 0 {
 		secs := int((p.ValidityPeriod + time.Second - 1) / time.Second)
 		params.SetValidityPeriod(min(max(secs, 1), 36000))
@@ -242,6 +259,25 @@ func (c *Client) SendSMS(ctx context.Context, p SendParams) (*Message, error) {
 	start := time.Now()
 	m, err := api.CreateMessage(params)
 	if err := c.finish(ctx, "send sms", true, x, start, err); err != nil {
+		return nil, err
+	}
+	return decodeMessage(m), nil
+}
+
+// Schedules reports whether SendSMS can have Twilio schedule a message
+// (SendParams.SendAt): a Messaging Service is configured.
+func (c *Client) Schedules() bool { return c.cfg.MessagingServiceSID != "" }
+
+// CancelMessage cancels a message Twilio holds as scheduled (POST
+// Messages/{Sid} with Status=canceled) and returns it, now "canceled". A
+// message no longer scheduled is Twilio's 30409 (ClassInvalid).
+func (c *Client) CancelMessage(ctx context.Context, sid string) (*Message, error) {
+	params := &openapi.UpdateMessageParams{}
+	params.SetStatus("canceled")
+	api, x := c.call(ctx)
+	start := time.Now()
+	m, err := api.UpdateMessage(sid, params)
+	if err := c.finish(ctx, "cancel message", false, x, start, err); err != nil {
 		return nil, err
 	}
 	return decodeMessage(m), nil

@@ -63,7 +63,16 @@ var codeClass = map[int]Class{
 	21659: ClassConfig, 21661: ClassConfig, 21408: ClassConfig, 30034: ClassConfig,
 	20429: ClassRateLimited, 21611: ClassRateLimited,
 	20404: ClassNotFound,
+	// Message scheduling: SendAt missing (35111) or out of range (35114,
+	// 35115), no Messaging Service (35118), ScheduleType not fixed (35126),
+	// a message no longer scheduled cannot be canceled (30409).
+	35111: ClassInvalid, 35114: ClassInvalid, 35115: ClassInvalid,
+	35118: ClassInvalid, 35126: ClassInvalid, 30409: ClassInvalid,
 }
+
+// CodeNotCancelable is Twilio's answer to canceling a message that is no
+// longer scheduled.
+const CodeNotCancelable = 30409
 
 // ClassifyCode returns the class of a Twilio error code and HTTP status.
 func ClassifyCode(status, code int) Class {

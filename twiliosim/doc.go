@@ -19,6 +19,7 @@
 //	POST {base}/Messages.json        create a message (201)
 //	GET  {base}/Messages.json        list, newest first, with To, From, DateSent, DateSent<, DateSent>, PageSize, Page, PageToken
 //	GET  {base}/Messages/{Sid}.json  fetch a message
+//	POST {base}/Messages/{Sid}.json  Status=canceled: cancel a scheduled message (30409 when it is not)
 //	POST {base}/Calls.json           place a call (201)
 //	GET  {base}/Calls.json           list, newest first, with To, From, Status, StartTime, StartTime<, StartTime>, paging
 //	GET  {base}/Calls/{Sid}.json     fetch a call (counted per call as "fetches")
@@ -32,6 +33,17 @@
 //	GET  /sim/config          the run-time knobs
 //	POST /sim/config          change the knobs given (JSON, camelCase)
 //	POST /sim/inbound         deliver a signed inbound-SMS webhook to InboundURL
+//	GET  /sim/clock           the simulator's clock ({"now"})
+//	POST /sim/clock           {"advance":"20m"}: move the clock on, sending scheduled messages it passes
+//
+// Scheduled messages: ScheduleType=fixed with SendAt (RFC 3339) and a
+// MessagingServiceSid creates a message with status "scheduled" that is
+// sent (queued, then as any other) when SendAt comes on the simulator's
+// clock, the wall clock moved on by POST /sim/clock. Twilio's rules apply:
+// SendAt between 900 s and 35 days ahead (35114), SendAt required (35111),
+// a Messaging Service required (35118), ScheduleType only "fixed" (35126).
+// POST Messages/{Sid} with Status=canceled cancels it ("canceled"); a
+// message no longer scheduled answers 30409.
 //
 // Messages advance by themselves, one step every DeliveryDelay: queued (or
 // accepted, then queued, when sent through a Messaging Service), sending,

@@ -31,6 +31,10 @@ type Message struct {
 	CreatedAt           time.Time  `json:"createdAt"`
 	UpdatedAt           time.Time  `json:"updatedAt"`
 	SentAt              *time.Time `json:"sentAt"`
+	// SendAt is when a scheduled message (ScheduleType=fixed) is sent; nil
+	// for a message sent at once.
+	SendAt       *time.Time `json:"sendAt"`
+	ScheduleType string     `json:"scheduleType,omitempty"`
 }
 
 // message is the stored record: the public view plus what drives it.
@@ -77,10 +81,19 @@ type messageRequest struct {
 	to, from, body, serviceSID, statusCallback string
 	validity                                   int
 	media                                      []string
+	sendAt                                     time.Time // zero unless ScheduleType=fixed
 }
 
+// Scheduling limits (ScheduleType=fixed): SendAt between 15 minutes and 35
+// days after the request, inclusive, as Twilio's error 35114 states.
+const (
+	ScheduleMin = 900 * time.Second
+	ScheduleMax = 35 * 24 * time.Hour
+)
+
 // parseMessageRequest validates a create-message form in Twilio's order.
-func parseMessageRequest(form url.Values) (messageRequest, *apiError) {
+// now is the simulator's clock, against which SendAt is checked.
+func parseMessageRequest(form url.Values, now time.Time) (messageRequest, *apiError) {
 	req := messageRequest{
 		to:             normalizeNumber(form.Get("To")),
 		from:           normalizeNumber(form.Get("From")),
@@ -124,17 +137,46 @@ func parseMessageRequest(form url.Values) (messageRequest, *apiError) {
 		}
 		req.validity = n
 	}
+	if e := parseSchedule(form, &req, now); e != nil {
+		return req, e
+	}
 	if e := messageMagic(req.from, req.to); e != nil {
 		return req, e
 	}
 	return req, nil
 }
 
+// parseSchedule reads ScheduleType and SendAt into req.sendAt with
+// Twilio's codes. A SendAt without ScheduleType is ignored, as on Twilio
+// (the message is sent at once).
+func parseSchedule(form url.Values, req *messageRequest, now time.Time) *apiError {
+	typ := strings.TrimSpace(form.Get("ScheduleType"))
+	if typ == "" {
+		return nil
+	}
+	if typ != "fixed" {
+		return badRequest(35126, "The ScheduleType value provided is not supported for this channel: want 'fixed'.")
+	}
+	v := strings.TrimSpace(form.Get("SendAt"))
+	if v == "" {
+		return badRequest(35111, "You must indicate SendAt timestamp if ScheduleType is 'fixed'.")
+	}
+	if req.serviceSID == "" {
+		return badRequest(35118, "MessagingServiceSid is required to schedule a message.")
+	}
+	at, err := time.Parse(time.RFC3339, v)
+	if err != nil || at.Sub(now) < ScheduleMin || at.Sub(now) > ScheduleMax {
+		return badRequest(35114, "SendAt time must be between 900 seconds and 35 days (3024000 seconds) in the future, inclusive.")
+	}
+	req.sendAt = at.UTC()
+	return nil
+}
+
 func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 	if !parseForm(w, r) {
 		return
 	}
-	req, apiErr := parseMessageRequest(r.Form)
+	req, apiErr := parseMessageRequest(r.Form, s.Now())
 	if apiErr != nil {
 		writeTwilioError(w, apiErr)
 		return
@@ -160,6 +202,10 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 	if req.from == "" {
 		m.Status = "accepted"
 	}
+	if !req.sendAt.IsZero() {
+		at := req.sendAt
+		m.Status, m.SendAt, m.ScheduleType = "scheduled", &at, "fixed"
+	}
 	if m.NumSegments == 0 && len(m.MediaURLs) > 0 {
 		m.NumSegments = 1
 	}
@@ -172,7 +218,11 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 	view := s.messageJSON(m)
 	s.mu.Unlock()
 
-	s.sched.after(k.DeliveryDelay, func() { s.advanceMessage(m) })
+	if m.SendAt != nil {
+		s.sched.after(m.SendAt.Sub(s.Now()), func() { s.releaseScheduled(m) })
+	} else {
+		s.sched.after(k.DeliveryDelay, func() { s.advanceMessage(m) })
+	}
 	s.log.Debug("message created", "sid", view.Sid, "status", view.Status)
 
 	if k.DropRate > 0 && rand.Float64() < k.DropRate {
@@ -180,6 +230,61 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, view)
+}
+
+// releaseScheduled sends a scheduled message once its SendAt has come on
+// the simulator's clock: it is queued, then advances as any other. A
+// message canceled meanwhile, or released already, stays as it is.
+func (s *Server) releaseScheduled(m *message) {
+	s.mu.Lock()
+	if m.dead || m.Status != "scheduled" {
+		s.mu.Unlock()
+		return
+	}
+	if wait := m.SendAt.Sub(s.Now()); wait > 0 { // the timer fired early
+		s.mu.Unlock()
+		s.sched.after(wait, func() { s.releaseScheduled(m) })
+		return
+	}
+	m.Status, m.From, m.UpdatedAt = "queued", s.defaultFrom, time.Now().UTC()
+	s.mu.Unlock()
+	s.sched.after(s.Knobs().DeliveryDelay, func() { s.advanceMessage(m) })
+}
+
+// updateMessage is POST Messages/{Sid}: Status=canceled cancels a
+// scheduled message; one no longer scheduled is Twilio's 30409.
+func (s *Server) updateMessage(w http.ResponseWriter, r *http.Request, sid string) {
+	if !parseForm(w, r) {
+		return
+	}
+	status := strings.TrimSpace(r.Form.Get("Status"))
+	if status != "canceled" {
+		writeTwilioError(w, badRequest(20001, "The simulator updates a message only with Status=canceled."))
+		return
+	}
+	s.mu.Lock()
+	m := s.messages.get(sid)
+	if m == nil {
+		s.mu.Unlock()
+		s.notFound(w, r)
+		return
+	}
+	if m.Status != "scheduled" {
+		s.mu.Unlock()
+		writeTwilioError(w, badRequest(30409, "This message cannot be canceled: it is %s, no longer scheduled.", m.Status))
+		return
+	}
+	m.Status, m.UpdatedAt = "canceled", time.Now().UTC()
+	view := s.messageJSON(m)
+	var hook *webhook
+	if m.StatusCallback != "" {
+		hook = &webhook{key: m.Sid, method: http.MethodPost, url: m.StatusCallback, params: s.messageCallbackParams(m)}
+	}
+	s.mu.Unlock()
+	if hook != nil {
+		s.notify.send(*hook)
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 // messageOutcome decides how a message to number ends. Callers hold s.mu.

@@ -33,6 +33,8 @@ type Server struct {
 	created     time.Time
 	mux         *http.ServeMux
 
+	clockOffset atomic.Int64 // ns the simulator's clock is ahead of the wall clock (Advance)
+
 	knobsMu  sync.Mutex // serialises UpdateKnobs
 	knobs    atomic.Pointer[Knobs]
 	inflight atomic.Int64
@@ -138,6 +140,34 @@ func (s *Server) Reset() {
 	clear(s.sentTo)
 }
 
+// Now is the simulator's clock: the wall clock moved on by every Advance.
+// Scheduled messages (ScheduleType=fixed) are checked and sent by it.
+func (s *Server) Now() time.Time {
+	return time.Now().Add(time.Duration(s.clockOffset.Load())).UTC()
+}
+
+// Advance moves the simulator's clock on by d (not back: d <= 0 does
+// nothing) and sends at once the scheduled messages whose SendAt it passed,
+// as if that time had gone by. It returns the new Now.
+func (s *Server) Advance(d time.Duration) time.Time {
+	if d > 0 {
+		s.clockOffset.Add(int64(d))
+	}
+	now := s.Now()
+	s.mu.RLock()
+	var due []*message
+	for _, m := range s.messages.all() {
+		if m.Status == "scheduled" && !m.SendAt.After(now) {
+			due = append(due, m)
+		}
+	}
+	s.mu.RUnlock()
+	for _, m := range due {
+		s.sched.after(0, func() { s.releaseScheduled(m) })
+	}
+	return now
+}
+
 // InFlight returns the number of Twilio API requests being served.
 func (s *Server) InFlight() int { return int(s.inflight.Load()) }
 
@@ -154,6 +184,8 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /sim/config", s.handleSimConfig)
 	mux.HandleFunc("POST /sim/config", s.handleSimConfig)
 	mux.HandleFunc("POST /sim/inbound", s.handleSimInbound)
+	mux.HandleFunc("GET /sim/clock", s.handleSimClock)
+	mux.HandleFunc("POST /sim/clock", s.handleSimClock)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no such route: " + r.Method + " " + r.URL.Path})
 	})
@@ -323,6 +355,10 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && r.PathValue("collection") == "Calls" {
 		s.updateCall(w, r, sid)
+		return
+	}
+	if r.Method == http.MethodPost && r.PathValue("collection") == "Messages" {
+		s.updateMessage(w, r, sid)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

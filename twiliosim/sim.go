@@ -142,6 +142,30 @@ func (s *Server) handleSimConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toKnobsJSON(s.Knobs()))
 }
 
+// handleSimClock shows the simulator's clock (GET) or moves it on (POST
+// {"advance":"20m"}), sending the scheduled messages whose time it passes.
+func (s *Server) handleSimClock(w http.ResponseWriter, r *http.Request) {
+	now := s.Now()
+	if r.Method == http.MethodPost {
+		var body struct {
+			Advance string `json:"advance"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			writeJSON(w, http.StatusBadRequest, simError("bad clock JSON: "+err.Error()))
+			return
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(body.Advance))
+		if err != nil || d < 0 {
+			writeJSON(w, http.StatusBadRequest, simError(fmt.Sprintf("advance %q: want a positive duration like 20m", body.Advance)))
+			return
+		}
+		now = s.Advance(d)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"now": now.Format(time.RFC3339Nano)})
+}
+
 func simError(msg string) map[string]string { return map[string]string{"error": msg} }
 
 // inboundRequest is a POST /sim/inbound body.

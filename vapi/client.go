@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -175,11 +174,8 @@ func errorMessage(b []byte) string {
 		msg = msg[:300] + "…"
 	}
 	// VAPI may quote the customer's number: none reaches a log or a task's error.
-	return numberLike.ReplaceAllStringFunc(msg, phone.Mask)
+	return phone.MaskText(msg)
 }
-
-// numberLike matches anything in a message that may be a phone number.
-var numberLike = regexp.MustCompile(`\+?\d[\d \-().]{5,}\d`)
 
 // CreateCall places a call an assistant conducts (POST /call). VAPI has no
 // idempotency key: a lost answer may leave a placed call behind, which

@@ -83,7 +83,7 @@ type Handler struct {
 	Auth    Auth
 	Actions Actions
 	Calls   *calls.Store // status updates go to the call's record; nil: not kept
-	Log     *commlog.Log // the communications log
+	Comms   *commlog.Log // the communications log
 	// Ours reports whether a number is one of ours: the number a call is on
 	// becomes a sendSMS's or makeCall's default from when it is.
 	Ours func(number string) bool
@@ -400,7 +400,7 @@ func (h *Handler) callEvent(ctx context.Context, m *Message) {
 			e.Body = m.Artifact.Transcript // redacted unless LOG_BODIES=keep
 		}
 	}
-	if err := h.Log.Append(ctx, e); err != nil {
+	if err := h.Comms.Append(ctx, e); err != nil {
 		log.Warn("communications log append failed", "err", err)
 	}
 	log.Info("VAPI call event", "status", u.Status, "endedReason", u.EndedReason, "to", phone.Number(to))

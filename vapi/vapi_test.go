@@ -231,7 +231,7 @@ func TestCallEventsLinkTheTwilioCall(t *testing.T) {
 	records := calls.NewStore(rdb)
 	for _, keep := range []bool{false, true} {
 		log := commlog.New(rdb, commlog.Config{KeepBodies: keep})
-		h := &Handler{Auth: Auth{Token: "tok"}, Calls: records, Log: log}
+		h := &Handler{Auth: Auth{Token: "tok"}, Calls: records, Comms: log}
 		sid := "CA" + strings.Repeat("ab", 16)
 		if keep {
 			sid = "CA" + strings.Repeat("cd", 16)
@@ -312,7 +312,7 @@ func TestOutboundCallEventKeysTheVAPICall(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	records := calls.NewStore(rdb)
-	h := &Handler{Auth: Auth{Token: "tok"}, Calls: records, Log: commlog.New(rdb, commlog.Config{})}
+	h := &Handler{Auth: Auth{Token: "tok"}, Calls: records, Comms: commlog.New(rdb, commlog.Config{})}
 	const id = "3f1c2a9e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
 	sid := "CA" + strings.Repeat("ef", 16)
 	m := `{"message":{"type":"status-update","status":"queued","call":{"id":"` + id + `","type":"outboundPhoneCall","phoneCallProviderId":"` + sid + `","customer":{"number":"+14155550100"}}}}`

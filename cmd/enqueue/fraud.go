@@ -19,7 +19,7 @@ func guard(e env, rdb redis.UniversalClient) (*fraud.Guard, error) {
 		return nil, inputError{err}
 	}
 	if rdb != nil {
-		cfg.Log = commLog(e, rdb)
+		cfg.Comms = commLog(e, rdb)
 	}
 	return fraud.New(rdb, cfg), nil
 }

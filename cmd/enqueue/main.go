@@ -23,6 +23,7 @@ import (
 	"github.com/sbagenthub/twilio-worker/optout"
 	"github.com/sbagenthub/twilio-worker/producer"
 	"github.com/sbagenthub/twilio-worker/tasks"
+	"github.com/sbagenthub/twilio-worker/twilioapi"
 )
 
 const usage = `enqueue: put SMS and call tasks for twilio-worker into Redis, and look at them.
@@ -31,7 +32,8 @@ Usage:
   enqueue sms --to NUMBER --body TEXT [--from NUMBER] [--queue critical|default|bulk]
               [--id KEY] [--valid-for 10m] [--class transactional|alert|marketing] [--send-at TIME]
   enqueue call --to NUMBER (--url URL | --twiml XML | --say TEXT) [--from NUMBER] [--record] [--id KEY] [--send-at TIME]
-  enqueue cancel TASK_ID      cancel a task that has not started (a --send-at still ahead)
+  enqueue cancel TASK_ID      cancel a task that has not started (a --send-at still ahead), or its
+                              message Twilio holds as scheduled (needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)
   enqueue action [FILE|-]     the agent hub's action JSON: sendSMS, makeCall, getCallStatus, sendBulkSMS
   enqueue status TASK_ID
   enqueue call-status CALL_SID
@@ -321,7 +323,28 @@ func newProducer(ctx context.Context, e env, rdb redis.UniversalClient, r tasks.
 	if l != nil {
 		p.Booker, p.Releaser = b, l
 	}
+	if p.ScheduleMin, err = producer.LoadScheduling(ctx, rdb); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// twilioCanceler is a Twilio client for canceling messages Twilio holds as
+// scheduled (enqueue cancel), when the environment has Twilio credentials
+// (the worker's variables); nil without them.
+func twilioCanceler(e env) (tasks.MessageCanceler, error) {
+	cfg, err := twilioapi.ConfigFromEnv(e.getenv)
+	if err != nil {
+		return nil, inputError{err}
+	}
+	if cfg.AccountSID == "" {
+		return nil, nil
+	}
+	c, err := twilioapi.New(cfg)
+	if err != nil {
+		return nil, inputError{err}
+	}
+	return c, nil
 }
 
 func cmdStatus(args []string, e env) error {
@@ -369,6 +392,9 @@ func cmdCancel(args []string, e env) error {
 	defer cancel()
 	p, err := newProducer(ctx, e, rdb, r)
 	if err != nil {
+		return err
+	}
+	if p.Canceler, err = twilioCanceler(e); err != nil {
 		return err
 	}
 	st, err := p.Cancel(ctx, fs.Arg(0))

@@ -77,6 +77,7 @@ var variables = []variable{
 	{"STICKY_FOR", pool.StickyForDefault.String(), "how long a recipient keeps the pool number it got (renewed on each send)"},
 	{"POOL_COOLDOWN", pool.CooldownDefault.String(), "how long a pool number whose queue is full (21611) stays out of rotation"},
 	{"SERVICE_RATE", "", "aggregate rate of the Messaging Service (TWILIO_MESSAGING_SERVICE_SID), e.g. 30/s (unset: SENDER_RATE)"},
+	{"TWILIO_SCHEDULE_MIN", tasks.ScheduleMinDefault.String(), "with TWILIO_MESSAGING_SERVICE_SID: a sendSMS whose sendAt is at least this far ahead (15m to 840h) is scheduled at Twilio at once instead of waiting in the queue (0: never)"},
 	{"RECIPIENT_RATE", RecipientRateDefault, "messages per recipient"},
 	{"CALL_RATE", CallRateDefault, "outbound calls per account"},
 	{"TWILIO_MAX_RPS", strconv.Itoa(TwilioMaxRPSDefault), "requests per second to Twilio from this worker"},
@@ -225,6 +226,7 @@ type Config struct {
 	SenderRates      map[string]ratelimit.Rate
 	Pool             pool.Config // SENDER_POOL, STICKY_FOR, POOL_COOLDOWN; no Numbers: no pool
 	ServiceRate      ratelimit.Rate
+	ScheduleMin      time.Duration // TWILIO_SCHEDULE_MIN; 0 also without a Messaging Service or with SENDER_POOL
 	RecipientRate    ratelimit.Rate
 	CallRate         ratelimit.Rate
 	TwilioMaxRPS     int
@@ -378,6 +380,14 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		} else if tw.MessagingServiceSID == "" {
 			bad("SERVICE_RATE", "needs %s: it is the Messaging Service's rate", twilioapi.EnvMessagingServiceSID)
 		}
+	}
+	if s := strings.TrimSpace(get("TWILIO_SCHEDULE_MIN")); s == "0" {
+		c.ScheduleMin = 0
+	} else if c.ScheduleMin, err = time.ParseDuration(s); err != nil || c.ScheduleMin < tasks.ScheduleMinDefault || c.ScheduleMin > tasks.ScheduleMaxAhead {
+		bad("TWILIO_SCHEDULE_MIN", "must be 0 (off) or a duration from 15m (Twilio's shortest) to 840h (its longest), such as 30m")
+	}
+	if tw.MessagingServiceSID == "" || len(c.Pool.Numbers) > 0 {
+		c.ScheduleMin = 0 // Twilio schedules only through a Messaging Service; pooled messages go from a pool number
 	}
 	if c.TwilioMaxRPS, err = strconv.Atoi(get("TWILIO_MAX_RPS")); err != nil || c.TwilioMaxRPS < 1 || c.TwilioMaxRPS > 10000 {
 		bad("TWILIO_MAX_RPS", "must be a whole number from 1 to 10000")

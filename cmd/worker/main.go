@@ -1,8 +1,12 @@
 // Command worker delivers the SMS (sms:send) and voice calls (call:make)
-// queued in Redis through Twilio, follows them to their end (sms:track,
-// call:poll) and serves the agent hub's HTTP API (see DESIGN.md). With no Twilio credentials it runs in local mode against the
-// built-in simulator; with REDIS_URL unset and no Redis answering, it starts
-// an embedded in-memory Redis.
+// queued in Redis through Twilio (or VAPI for an assistant's calls), follows
+// them to their end (sms:track, call:poll) and serves the agent hub's HTTP
+// API, Twilio's and VAPI's webhooks, metrics and the dashboard (see
+// DESIGN.md). Every task enters the queue through the producer package: the
+// API's through a producer.Producer, the handlers' own polls and
+// redeliveries through producer.FollowUps. With no Twilio credentials it
+// runs in local mode against the built-in simulator; with REDIS_URL unset
+// and no Redis answering, it starts an embedded in-memory Redis.
 package main
 
 import (
@@ -173,11 +177,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	records.Comms = commLog // placed, each status, ended
 	sends := ledger.New(rdb).WithDurability(cfg.Durability).ReadLegacy(legacyLedger)
 	fraudCfg := cfg.Fraud
-	fraudCfg.Log, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
+	fraudCfg.Comms, fraudCfg.Metrics, fraudCfg.Logger = commLog, m, log
 	guard := fraud.New(rdb, fraudCfg)
+	// Every task enters the queue through the producer package: the API's
+	// through a Producer, the handlers' own follow-ups through FollowUps.
 	enqueuer := asynq.NewClientFromRedisClient(rdb)
+	followUps := &producer.FollowUps{Redis: rdb, Client: enqueuer}
 	tracker := &tasks.Tracker{
-		Store: delivery.NewStore(rdb), Fetcher: tw, Enqueuer: enqueuer, Rules: cfg.Rules, Polling: cfg.Polling,
+		Store: delivery.NewStore(rdb), Fetcher: tw, FollowUps: followUps, Rules: cfg.Rules, Polling: cfg.Polling,
 		RedeliverMax: cfg.RedeliverMax, RedeliverBackoff: cfg.RedeliverBackoff, Comms: commLog, Logger: log, Metrics: m,
 		Guard: guard,
 	}
@@ -188,11 +195,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Logger = log
 	mux.Handle(tasks.TypeTrackSMS, tracker)
 	mux.Handle(tasks.TypeMakeCall, &tasks.CallHandler{
-		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, Enqueuer: enqueuer, Rules: cfg.Rules,
+		Caller: tw, OptOuts: optouts, Records: records, Ledger: sends, Limiter: limiter, FollowUps: followUps, Rules: cfg.Rules,
 		Polling: cfg.Polling, StatusCallback: statusCallback, Logger: log, Metrics: m, Guard: guard, Agents: agentCaller(agents),
 	})
 	mux.Handle(tasks.TypePollCall, &tasks.PollHandler{
-		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Log: commLog,
+		Caller: tw, Records: records, Polling: cfg.Polling, Logger: log, Metrics: m, Agents: agentCaller(agents), Comms: commLog,
 	})
 	smsHandler := &tasks.SMSHandler{
 		Messenger: tw, OptOuts: optouts, Ledger: sends, Tracker: tracker, Comms: commLog, Rules: cfg.Rules,
@@ -202,6 +209,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Campaigns: campaign.NewStore(rdb),
 		Guard:     guard,
 		Redis:     rdb, // one round trip before the request, one after (tasks/roundtrips.go)
+
+		ScheduleMin: cfg.ScheduleMin,
+	}
+	if err := producer.PublishScheduling(ctx, rdb, cfg.ScheduleMin); err != nil {
+		return err
 	}
 	if senders != nil {
 		smsHandler.Pool, smsHandler.PoolBooker = senders, pool.WithPool(limiter, senders)
@@ -237,15 +249,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("start task server: %w", err)
 	}
 	api := &httpapi.Server{
-		Redis: rdb, Client: enqueuer, Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		Redis: rdb, Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		OptOuts: optouts, Calls: records, Ledger: sends, Tracker: tracker, Pool: senders, Twilio: tw, Rules: cfg.Rules, Registry: reg, Metrics: m, Logger: log,
 		Producer: &producer.Producer{Redis: rdb, Client: enqueuer, Booker: pool.WithPool(limiter, senders), Releaser: limiter, Comms: commLog,
-			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue, GuardNumber: guard.CheckNumber},
+			Calls: records, Fetcher: tw, Rules: cfg.Rules, Source: "HTTP API", Logger: log, Durability: cfg.Durability, Guard: guard.CheckEnqueue,
+			GuardNumber: guard.CheckNumber, ScheduleMin: cfg.ScheduleMin, Canceler: tw},
 		AuthToken: twCfg.AuthToken, PublicURL: cfg.PublicURL,
 		APIToken: cfg.APIToken, Dashboard: cfg.Dashboard,
 		HelpText: cfg.Compliance.HelpText,
 		Guard:    guard,
-		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Log: commLog, ToolWait: cfg.VAPI.ToolWait,
+		VAPI: &vapi.Handler{Auth: vapiAuth, Calls: records, Comms: commLog, ToolWait: cfg.VAPI.ToolWait,
 			AssistantID: cfg.VAPI.AssistantID, Logger: log.With("component", "vapi"), Observe: m.VAPIToolCall,
 			Ours: func(n string) bool {
 				return n != "" && (n == twCfg.PhoneNumber || slices.Contains(cfg.Pool.Numbers, n))
