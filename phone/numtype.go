@@ -47,12 +47,9 @@ func numberType(num *phonenumbers.PhoneNumber) phonenumbers.PhoneNumberType {
 
 // regionMeta is a region's metadata with its patterns compiled.
 type regionMeta struct {
-	md      *phonenumbers.PhoneMetadata
-	leading *regexp.Regexp // leading digits, or nil
-	// the type descriptions, in getNumberTypeHelper's order
-	general, premium, tollFree, shared    desc
-	voip, personal, pager, uan, voicemail desc
-	fixed, mobile                         desc
+	md                                                                                       *phonenumbers.PhoneMetadata
+	leading                                                                                  *regexp.Regexp // leading digits, or nil
+	general, premium, tollFree, shared, voip, personal, pager, uan, voicemail, fixed, mobile desc
 }
 
 // desc is a number type's description: the lengths and the pattern.
