@@ -239,8 +239,8 @@ func ParseInfo(s string, defaultRegion string) (Info, error) {
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
 	// A number is valid (IsValidNumber) when its region's metadata gives
 	// it a type: asking for the type is the same check, and keeps its
-	// answer for the caller. numberType is GetNumberType, cheaper.
-	typ := numberType(num)
+	// answer for the caller.
+	typ := phonenumbers.GetNumberType(num)
 	if typ == phonenumbers.UNKNOWN && !isTwilioTest(e164) {
 		return Info{}, &ParseError{ErrInvalid}
 	}
