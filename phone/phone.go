@@ -218,11 +218,9 @@ func ParseInfo(s string, defaultRegion string) (Info, error) {
 			return Info{}, errors.New("phone: unknown default region " + quote(defaultRegion))
 		}
 	}
-	num := parseNANP(in)
-	if num == nil {
-		if num, err = phonenumbers.Parse(in, region); err != nil {
-			return Info{}, &ParseError{parseReason(err)}
-		}
+	num, err := phonenumbers.Parse(in, region)
+	if err != nil {
+		return Info{}, &ParseError{parseReason(err)}
 	}
 	switch phonenumbers.IsPossibleNumberWithReason(num) {
 	case phonenumbers.IS_POSSIBLE:
@@ -245,33 +243,6 @@ func ParseInfo(s string, defaultRegion string) (Info, error) {
 		return Info{}, &ParseError{ErrInvalid}
 	}
 	return Info{number: Number(e164), typ: typeNames[typ], num: num}, nil
-}
-
-// parseNANP is phonenumbers.Parse for the commonest input of a bulk list, +1
-// and ten digits of which the first is 2-9 (+14155551234), built without
-// its regexps: the country code is 1 (country codes are prefix-free) and the
-// national number is the ten digits (none to strip: the NANP's national
-// prefix is 1, and there is no extension). Any other input gives nil.
-// TestParseNANP holds it to phonenumbers.Parse. The number is validated as
-// any other.
-func parseNANP(in string) *phonenumbers.PhoneNumber {
-	if len(in) != 12 || in[0] != '+' || in[1] != '1' || in[2] < '2' || in[2] > '9' {
-		return nil
-	}
-	nn, err := strconv.ParseUint(in[2:], 10, 64)
-	if err != nil {
-		return nil
-	}
-	cc := int32(1)
-	return &phonenumbers.PhoneNumber{CountryCode: &cc, NationalNumber: &nn}
-}
-
-// parseE164 parses a Number: parseNANP's way when it can.
-func parseE164(s string) (*phonenumbers.PhoneNumber, error) {
-	if num := parseNANP(s); num != nil {
-		return num, nil
-	}
-	return phonenumbers.Parse(s, "")
 }
 
 // scan checks the characters of s and returns its digits and whether it
@@ -338,7 +309,7 @@ func (n Number) LogValue() slog.Value { return slog.StringValue(n.Masked()) }
 // short numbers show less. A Number that does not parse is masked like
 // [Mask] does.
 func (n Number) Masked() string {
-	num, err := parseE164(string(n))
+	num, err := phonenumbers.Parse(string(n), "")
 	if err != nil {
 		return Mask(string(n))
 	}
@@ -363,7 +334,7 @@ func (n Number) Masked() string {
 // "001" for global numbers that belong to no country (+800, +882), and ""
 // when n does not parse.
 func (n Number) Region() string {
-	num, err := parseE164(string(n))
+	num, err := phonenumbers.Parse(string(n), "")
 	if err != nil {
 		return ""
 	}
@@ -389,7 +360,7 @@ func regionOf(num *phonenumbers.PhoneNumber) string {
 // whose country has no zone, or a Number that does not parse, gives
 // [UnknownTimeZone] alone. The slice is the caller's to keep or change.
 func (n Number) TimeZones() []string {
-	num, err := parseE164(string(n))
+	num, err := phonenumbers.Parse(string(n), "")
 	if err != nil {
 		return []string{UnknownTimeZone}
 	}
