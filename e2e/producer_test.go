@@ -69,7 +69,9 @@ func waitLogEvent(t *testing.T, env []string, event string, seconds int, args ..
 // communications log, as a message's do.
 func TestCallReachesTheCommunicationsLog(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, []string{"--call-ring", "300ms", "--call-duration", "1s"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
+	// The call lasts 8 s and is polled at least every 2 s, so that a poll
+	// sees it in progress (a call-status entry) also on a slow machine.
+	s := newStack(t, []string{"--call-ring", "300ms", "--call-duration", "8s"}, "CALL_POLL_FIRST=1s", "CALL_POLL_MAX=2s")
 	const to = "+14155550183"
 	r := runEnqueue(t, s.env, "call", "--to", to, "--say", "Service api is down")
 	if r.code != 0 {

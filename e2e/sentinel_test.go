@@ -86,6 +86,19 @@ func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			// Say where each missing message's task is, and what the
+			// communications log holds of it, for whoever reads the failure.
+			got := map[string]bool{}
+			for _, m := range simMessages(t, simURL) {
+				got[m.To] = true
+			}
+			for i := 0; i < n; i++ {
+				if !got[to(i)] {
+					st := runEnqueue(t, env, "status", "fo-"+strconv.Itoa(i))
+					lg := runEnqueue(t, env, "log", "--to", to(i))
+					t.Logf("not sent: fo-%d: status exit %d %s %s; log %s", i, st.code, st.stdout, st.stderr, lg.stdout)
+				}
+			}
 			t.Fatalf("send tasks still unfinished: %d (%v); simulator has %d of %d", left, err, len(simMessages(t, simURL)), len(acked))
 		}
 		time.Sleep(100 * time.Millisecond)
