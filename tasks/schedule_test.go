@@ -107,12 +107,10 @@ func TestSendAtScheduledAtTwilioOnce(t *testing.T) {
 	}
 }
 
-func TestSendAtWaitsInTheQueueWithoutService(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, harnessOpt{scheduleMin: tasks.ScheduleMinDefault}) // no Messaging Service
-	const to = "+14155550191"
-	at := time.Now().Add(20 * time.Minute).UTC().Truncate(time.Second)
-	id := h.enqueue(t, scheduledPayload(to, at))
+// waitsForSendAt waits until task id waits in the queue (retry state) and
+// checks that it runs no earlier than at.
+func waitsForSendAt(t *testing.T, h *harness, id string, at time.Time) {
+	t.Helper()
 	var info *asynq.TaskInfo
 	waitFor(t, "the task to wait for its sendAt", func() bool {
 		var err error
@@ -122,6 +120,14 @@ func TestSendAtWaitsInTheQueueWithoutService(t *testing.T) {
 	if info.NextProcessAt.Before(at) {
 		t.Fatalf("next run %s; want at %s", info.NextProcessAt, at)
 	}
+}
+
+func TestSendAtWaitsInTheQueueWithoutService(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpt{scheduleMin: tasks.ScheduleMinDefault}) // no Messaging Service
+	const to = "+14155550191"
+	at := time.Now().Add(20 * time.Minute).UTC().Truncate(time.Second)
+	waitsForSendAt(t, h, h.enqueue(t, scheduledPayload(to, at)), at)
 	if n := len(h.messagesTo(to)); n != 0 {
 		t.Fatalf("%d messages sent before sendAt", n)
 	}
@@ -155,16 +161,7 @@ func TestSendAtTooNearForTwilioWaitsInTheQueue(t *testing.T) {
 	h.sim.Advance(10 * time.Minute)
 	const to = "+14155550193"
 	at := time.Now().Add(20 * time.Minute).UTC().Truncate(time.Second)
-	id := h.enqueue(t, scheduledPayload(to, at))
-	var info *asynq.TaskInfo
-	waitFor(t, "the task to wait for its sendAt", func() bool {
-		var err error
-		info, err = tasks.Find(h.insp, id)
-		return err == nil && info.State == asynq.TaskStateRetry
-	})
-	if info.NextProcessAt.Before(at) {
-		t.Fatalf("next run %s; want at %s", info.NextProcessAt, at)
-	}
+	waitsForSendAt(t, h, h.enqueue(t, scheduledPayload(to, at)), at)
 	if n := len(h.messagesTo(to)); n != 0 {
 		t.Fatalf("%d messages", n)
 	}
