@@ -25,6 +25,9 @@ type claimValue struct {
 	ID       string `json:"id"`
 	Queue    string `json:"queue"`
 	Canceled bool   `json:"canceled,omitempty"`
+	// Requeued: a retry with the key found no task and queued it (the
+	// first request's enqueue was lost, or is still to come).
+	Requeued bool `json:"requeued,omitempty"`
 }
 
 // claimScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it is set, and
@@ -92,7 +95,26 @@ func (p *Producer) existing(ctx context.Context, req *Request, hash string, prev
 			return Result{}, fmt.Errorf("enqueue: %w", err)
 		}
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		// The first request claimed the key and is enqueueing right now.
+		// No task holds the key: the first request is enqueueing right now,
+		// or its enqueue was lost (a failover discarded it while the claim,
+		// written first, had reached the replicas; that request then failed
+		// and this is its retry). Enqueue it here under the claim's id and
+		// queue: asynq refuses a second task of that id, so if the first
+		// request got there meanwhile, this answers with its task.
+		if err := p.markClaim(ctx, req.Key, func(v *claimValue) { v.Requeued = true }); err != nil {
+			return Result{}, fmt.Errorf("claim the idempotency key: %w", err)
+		}
+		again := *req
+		again.Queue = prev.Queue
+		res, err := p.checkAndEnqueue(ctx, &again, prev.ID)
+		if err == nil {
+			res.Existing = true
+			return res, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return Result{}, err
+		}
+		return p.held(ctx, req, prev.Queue, prev.ID)
 	default:
 		return Result{}, fmt.Errorf("look up task %s: %w", prev.ID, err)
 	}
@@ -126,19 +148,60 @@ func payloadHash(req *Request) string {
 // markCanceled records in the key's claim that its task was canceled, so
 // that a retry with the key answers "canceled" instead of queueing again.
 func (p *Producer) markCanceled(ctx context.Context, key string) error {
+	return p.markClaim(ctx, key, func(v *claimValue) { v.Canceled = true })
+}
+
+// markClaim changes the key's claim with mark, keeping its lifetime; a
+// claim that is gone, or names another task, is left alone.
+func (p *Producer) markClaim(ctx context.Context, key string, mark func(*claimValue)) error {
 	k := ClaimKey(key)
-	s, err := p.Redis.Get(ctx, k).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
-	if err != nil {
+	change := func(tx *redis.Tx) error {
+		s, err := tx.Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var v claimValue
+		if json.Unmarshal([]byte(s), &v) != nil || v.ID != key {
+			return nil
+		}
+		mark(&v)
+		b, _ := json.Marshal(v)
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.SetArgs(ctx, k, b, redis.SetArgs{KeepTTL: true, Mode: "XX"})
+			return nil
+		})
 		return err
 	}
-	var v claimValue
-	if json.Unmarshal([]byte(s), &v) != nil || v.ID != key {
-		return nil
+	var err error
+	for range 10 { // another mark came between the read and the write
+		if err = p.Redis.Watch(ctx, change, k); !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
 	}
-	v.Canceled = true
-	b, _ := json.Marshal(v)
-	return p.Redis.SetArgs(ctx, k, b, redis.SetArgs{KeepTTL: true, Mode: "XX"}).Err()
+	return err
+}
+
+// held answers a request with the task its key's claim names, id in queue,
+// which another request with the key has just queued: once the replicas
+// hold it too.
+func (p *Producer) held(ctx context.Context, req *Request, queue, id string) (Result, error) {
+	info, err := p.inspector().GetTaskInfo(queue, id)
+	if err != nil {
+		return Result{}, fmt.Errorf("look up task %s: %w", id, err)
+	}
+	if err := p.Durability.ConfirmTask(ctx, p.Redis, info.Queue, info.ID); err != nil {
+		return Result{}, fmt.Errorf("enqueue: %w", err)
+	}
+	return Result{TaskID: id, Type: info.Type, Queue: info.Queue, To: req.To(), Existing: true, State: info.State.String()}, nil
+}
+
+// requeued reports whether a retry with key has queued the task its claim
+// names (existing).
+func (p *Producer) requeued(ctx context.Context, key string) bool {
+	s, err := p.Redis.Get(ctx, ClaimKey(key)).Result()
+	var v claimValue
+	return err == nil && json.Unmarshal([]byte(s), &v) == nil && v.Requeued
 }

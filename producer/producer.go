@@ -306,6 +306,11 @@ func (p *Producer) submit(ctx context.Context, req *Request) (Result, error) {
 			return p.existing(ctx, req, hash, prev)
 		}
 		if err := p.retire(ctx, id, req.To()); err != nil {
+			if errors.Is(err, ErrConflict) && p.requeued(ctx, req.Key) {
+				// A retry with the key, finding no task yet, queued this
+				// request's task first (existing): answer with it.
+				return p.held(ctx, req, req.Queue, id)
+			}
 			if !errors.Is(err, ErrConflict) {
 				p.unclaim(ctx, req.Key, id)
 			}
@@ -313,6 +318,9 @@ func (p *Producer) submit(ctx context.Context, req *Request) (Result, error) {
 		}
 	}
 	res, err := p.checkAndEnqueue(ctx, req, id)
+	if errors.Is(err, ErrConflict) && req.Key != "" && p.requeued(ctx, req.Key) {
+		return p.held(ctx, req, req.Queue, id) // as above
+	}
 	var queued queuedError
 	if err != nil && req.Key != "" && !errors.Is(err, ErrConflict) && !errors.As(err, &queued) {
 		p.unclaim(ctx, req.Key, id)

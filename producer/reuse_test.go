@@ -151,3 +151,72 @@ func TestOneKeyNamesOneTaskAcrossEntryPoints(t *testing.T) {
 		t.Fatalf("pending %d %v; want the two messages only", len(n), err)
 	}
 }
+
+// A failover can keep a key's claim (written first, it reached the replica)
+// and discard the enqueue that followed (it did not): the request fails
+// (the replicas did not confirm it) and its retry finds the claim with no
+// task. The retry queues the task; it must not answer with a task that no
+// queue holds.
+func TestRetryQueuesATaskAFailoverDiscarded(t *testing.T) {
+	t.Parallel()
+	p, rdb := newProducer(t)
+	m := producer.SMS{SMSPayload: tasks.SMSPayload{To: "+14155550144", Body: "code 1234"}, Key: "lost-1", Queue: tasks.QueueCritical}
+	if _, err := p.SendSMS(bg, m); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	if err := insp.DeleteTask(tasks.QueueCritical, "lost-1"); err != nil { // what the failover discarded
+		t.Fatal(err)
+	}
+	m.Queue = tasks.QueueDefault // a retry may ask another priority; the claim's queue holds the task
+	res, err := p.SendSMS(bg, m)
+	if err != nil || !res.Existing || res.TaskID != "lost-1" || res.Queue != tasks.QueueCritical {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	info, err := insp.GetTaskInfo(tasks.QueueCritical, "lost-1")
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("after the retry: %+v %v; want the task pending", info, err)
+	}
+	if res, err := p.SendSMS(bg, m); err != nil || !res.Existing || res.State != "pending" {
+		t.Fatalf("another retry: %+v %v", res, err)
+	}
+	if n, _ := insp.ListPendingTasks(tasks.QueueCritical); len(n) != 1 {
+		t.Fatalf("%d tasks pending; want one", len(n))
+	}
+}
+
+// Requests with one key at the same moment (a client retrying on its own
+// timeout) all answer with one task, however they interleave.
+func TestConcurrentRequestsWithOneKeyQueueOneTask(t *testing.T) {
+	t.Parallel()
+	p, rdb := newProducer(t)
+	m := producer.SMS{SMSPayload: tasks.SMSPayload{To: "+14155550145", Body: "code 5678"}, Key: "same-1"}
+	const n = 16
+	errs := make(chan error, n)
+	fresh := make(chan bool, n)
+	for range n {
+		go func() {
+			res, err := p.SendSMS(bg, m)
+			if err == nil && res.TaskID != "same-1" {
+				err = errors.New("answered with task " + res.TaskID)
+			}
+			errs <- err
+			fresh <- err == nil && !res.Existing
+		}()
+	}
+	news := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		if <-fresh {
+			news++
+		}
+	}
+	if news > 1 {
+		t.Errorf("%d requests answered as new; want at most one", news)
+	}
+	if got, _ := asynq.NewInspectorFromRedisClient(rdb).ListPendingTasks(tasks.QueueDefault); len(got) != 1 {
+		t.Fatalf("%d tasks pending; want one", len(got))
+	}
+}
