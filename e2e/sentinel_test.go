@@ -75,11 +75,15 @@ func TestSentinelFailoversLoseAndRepeatNothing(t *testing.T) {
 	<-enqueued
 	t.Logf("all %d enqueued after %v", n, time.Since(began).Round(time.Millisecond))
 
-	// Wait until no send task is left to run, then count.
+	// Wait until no send task is left to run, then count. A task whose
+	// end a failover discarded is active again with nobody running it:
+	// asynq's recoverer takes it back once its lease (30 s) has been expired
+	// for 30 s, looking once a minute, and it then waits out its backoff;
+	// that alone can take over two minutes.
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: []string{set.Sentinel.Addr}})
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		left, err := unfinishedSends(insp)
 		if err == nil && left == 0 && len(simMessages(t, simURL)) >= len(acked) {
